@@ -1,0 +1,45 @@
+"""The ``ppsi`` command line: Typer app; each command lives in its own module of this package.
+
+The CLI layer is the only code that imports typer or rich; it parses, validates, calls one library
+function and renders the result.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="ppsi",
+    help="Turn STFT magnitude spectrograms back into waveforms, online and fast.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ppsi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """ppsi: phase reconstruction from STFT magnitudes."""
+
+
+def _register() -> None:
+    # Each module adds its commands to ``app`` (or a sub-app) on import.
+    from . import bench, invert, score  # noqa: F401
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,105 @@
+"""``ppsi score``: objective metrics of estimates against references, as a table and files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import app
+from .common import err, fail, out
+from ..metrics import METRICS, parse_metrics
+from ..score import (PairResult, pair_files, score_pairs, summarize, to_csv, to_json,
+                     unique_notices, write_text_atomic)
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.3f}"
+
+
+@app.command()
+def score(
+    ref: Path = typer.Argument(..., help="Reference audio file or directory."),
+    est: Path = typer.Argument(..., help="Estimated audio file or directory (same relative "
+                                         "paths, any of .wav/.flac/.ogg)."),
+    metrics: str = typer.Option("pesq,estoi,lsc", "--metrics", "-m",
+                                help=f"Comma-separated, from: {', '.join(METRICS)}."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write per-file values as CSV."),
+    json_path: Optional[Path] = typer.Option(None, "--json",
+                                             help="Write summary and per-file values as JSON."),
+    report: Optional[Path] = typer.Option(None, "--report",
+                                          help="Write a self-contained HTML report."),
+    report_files: int = typer.Option(4, "--report-files",
+                                     help="Pairs shown with spectrograms and audio in the report."),
+    allow_failures: bool = typer.Option(False, "--allow-failures",
+                                        help="Exit 0 even if some pairs could not be scored."),
+) -> None:
+    """Score estimates against references (PESQ, ESTOI, LSC, ...): pairs files by relative path."""
+    try:
+        names = parse_metrics(metrics)
+    except ValueError as e:
+        raise fail(str(e), code=2)
+    if jobs < 1:
+        raise fail(f"--jobs must be >= 1, got {jobs}", code=2)
+    if report_files < 0:
+        raise fail(f"--report-files must be >= 0, got {report_files}", code=2)
+    for flag, path in (("--csv", csv_path), ("--json", json_path), ("--report", report)):
+        if path is not None and not path.parent.is_dir():
+            raise fail(f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist", code=2)
+    try:
+        pairs, unpaired_ref, unpaired_est = pair_files(ref, est)
+    except ValueError as e:
+        raise fail(str(e), code=2)
+    for p in unpaired_ref:
+        err.print(f"[yellow]unpaired:[/] {p} has no estimate", highlight=False, soft_wrap=True)
+    for p in unpaired_est:
+        err.print(f"[yellow]unpaired:[/] {p} has no reference", highlight=False, soft_wrap=True)
+    if not pairs:
+        raise fail(f"no pairs of audio files between {str(ref)!r} and {str(est)!r}")
+
+    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("score", total=len(pairs))
+
+        def on_progress(done: int, total: int, result: PairResult) -> None:
+            progress.update(task, completed=done)
+
+        results = score_pairs(pairs, names, jobs=jobs, on_progress=on_progress)
+
+    for notice in unique_notices(results):
+        err.print(f"[cyan]note:[/] {notice}", highlight=False, soft_wrap=True)
+    failed = [r for r in results if r.failed]
+    for r in failed:
+        fail(f"{r.key}: {r.reason_text()}")
+
+    summary = summarize(results, names)
+    table = Table(title=f"{len(results)} pairs")
+    for col in ("metric", "mean ± std", "95% CI", "n", "failed"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m, s in summary.items():
+        table.add_row(m, f"{_fmt(s.mean)} ± {_fmt(s.std)}",
+                      f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]", str(s.n),
+                      f"[red]{s.failed}[/]" if s.failed else "0")
+    out.print(table)
+
+    if csv_path is not None:
+        write_text_atomic(csv_path, to_csv(results, names))
+    if json_path is not None:
+        write_text_atomic(json_path, to_json(results, names, summary, unpaired_ref, unpaired_est))
+    if report is not None:
+        from ..report import write_report
+
+        write_report(report, results, names, summary, unpaired_ref=unpaired_ref,
+                     unpaired_est=unpaired_est, examples=report_files)
+    for flag, path in (("CSV", csv_path), ("JSON", json_path), ("report", report)):
+        if path is not None:
+            err.print(f"wrote {flag}: {path}", highlight=False, soft_wrap=True)
+
+    if failed and not allow_failures:
+        raise fail(f"{len(failed)} of {len(results)} pairs could not be scored "
+                   "(--allow-failures to exit 0)")

@@ -1,0 +1,166 @@
+"""Weighted least-squares phase integration, online frame by frame (SPEC §5; Masuyama et al. 2023).
+
+For frame t, with magnitudes a (normalised by the frame's peak, floored), predicted time and
+frequency phase differences TPD/FPD and the previous reconstructed frame, solve for z in C^K
+
+    min  sum_k lam_k |z_k - xhat_k|^2 + sum_{k<K-1} gam_k |z_{k+1} - u_k z_k|^2
+    xhat_k = a_t[k] exp(j(angle(Z_{t-1}[k]) + TPD_t[k])),  u_k = a_t[k+1]/a_t[k] exp(j FPD_t[k])
+    lam_k = (a_t[k] a_{t-1}[k])^p,  gam_k = g (a_t[k] a_t[k+1])^p
+
+whose normal equations (Lam + D^H Gam D) z = Lam xhat are Hermitian, tridiagonal and positive
+definite. The frame's phase is angle(z). The matrix depends only on magnitudes and FPD, so all
+frames' matrices are built at once; only the right-hand side needs the previous frame.
+The first frame, and any frame after digital silence, integrates FPD along frequency from 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import SolverConfig, StftConfig
+from .dsp.phase import bpd_to_tpd
+from .solvers import SOLVERS, resolve
+from .solvers.reference import ptsv
+
+
+def check_magnitude(mag: torch.Tensor, cfg: StftConfig, name: str = "magnitude") -> None:
+    """Refuse magnitudes that cannot be inverted, naming the problem."""
+    if mag.ndim < 2:
+        raise ValueError(f"{name} must have shape (..., freq, time), got {tuple(mag.shape)}")
+    if mag.is_complex():
+        raise ValueError(f"{name} is complex; pass magnitudes (abs of the STFT)")
+    if mag.shape[-2] != cfg.n_bins:
+        raise ValueError(f"{name} has {mag.shape[-2]} bins; expected {cfg.n_bins} "
+                         f"(n_fft={cfg.n_fft})")
+    if mag.shape[-1] == 0:
+        raise ValueError(f"{name} has zero frames")
+    if not torch.isfinite(mag).all():
+        bad = "NaN" if torch.isnan(mag).any() else "Inf"
+        raise ValueError(f"{name} contains {bad} values")
+    if (mag < 0).any():
+        raise ValueError(f"{name} contains negative values (min {mag.min().item():.3g}); "
+                         "expected a linear magnitude")
+
+
+def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig):
+    """Build the per-frame systems for magnitudes ``(..., K, T)`` and FPD ``(..., K-1, T)``.
+
+    Returns ``(diag, lower, weight, silent, restart)``: ``diag`` (..., T, K) real,
+    ``lower`` (..., T, K-1) complex (``A[k+1, k] = -gam_k u_k``; the upper diagonal is its
+    conjugate), ``weight`` (..., T, K) complex with ``rhs_t = weight_t * unit phase of frame t-1``,
+    and boolean (..., T) masks of silent frames and of frames that restart the recursion.
+    """
+    real = mag.dtype
+    cplx = torch.complex128 if real == torch.float64 else torch.complex64
+    m = mag.transpose(-1, -2)  # (..., T, K)
+    peak = m.amax(-1, keepdim=True)
+    silent = peak[..., 0] <= cfg.silence_threshold
+    scale = torch.where(peak > cfg.silence_threshold, peak, torch.ones_like(peak))
+    a = (m / scale).clamp_min(cfg.mag_floor)
+    prev = torch.nn.functional.pad(m[..., :-1, :], (0, 0, 1, 0)) / scale
+    ap = prev.clamp_min(cfg.mag_floor)
+    prev_silent = torch.nn.functional.pad(silent[..., :-1], (1, 0), value=True)
+    restart = prev_silent & ~silent
+    p, g = cfg.p, cfg.g
+    lam = (a * ap) ** p
+    a0, a1 = a[..., :-1], a[..., 1:]
+    gam = g * (a0 * a1) ** p
+    gam_u2 = gam * (a1 / a0) ** 2  # gam_k |u_k|^2
+    diag = lam.clone()
+    diag[..., :-1] += gam_u2
+    diag[..., 1:] += gam
+    if cfg.diag_load > 0:
+        diag = diag + cfg.diag_load * diag.amax(-1, keepdim=True)
+    f = fpd.transpose(-1, -2).to(real)
+    lower = -(gam * a1 / a0).to(cplx) * torch.polar(torch.ones_like(f), f)
+    weight = (lam * a).to(cplx)
+    return diag, lower, weight, silent, restart
+
+
+def frequency_integration(fpd: torch.Tensor) -> torch.Tensor:
+    """Phase (..., K) from FPD (..., K-1) by cumulative sum from phi[0] = 0."""
+    return torch.nn.functional.pad(torch.cumsum(fpd, dim=-1), (1, 0))
+
+
+class PhaseIntegrator:
+    """Online least squares: push one frame at a time, get its complex STFT frame back.
+
+    ``push(mag (..., K), bpd (..., K), fpd (..., K-1)) -> (..., K)`` complex.
+    """
+
+    def __init__(self, stft: StftConfig, solver: SolverConfig | None = None,
+                 device: torch.device | str = "cpu"):
+        self.stft = stft
+        self.cfg = solver or SolverConfig()
+        self.solver_name = resolve(self.cfg.solver, device, hermitian=True)
+        self._solve = SOLVERS[self.solver_name]
+        self._prev_mag: torch.Tensor | None = None
+        self._unit: torch.Tensor | None = None  # unit phasor of the previous frame
+
+    def reset(self) -> None:
+        self._prev_mag = None
+        self._unit = None
+
+    def push(self, mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor) -> torch.Tensor:
+        check_magnitude(mag.unsqueeze(-1), self.stft)
+        if self._prev_mag is None:
+            mags, fpds = mag.unsqueeze(-1), fpd.unsqueeze(-1)
+        else:  # the previous frame enters the weights lam and the silence test
+            mags = torch.stack([self._prev_mag, mag], dim=-1)
+            fpds = torch.stack([torch.zeros_like(fpd), fpd], dim=-1)
+        diag, lower, weight, silent, restart = frame_systems(mags, fpds, self.cfg)
+        tpd = bpd_to_tpd(bpd.unsqueeze(-1).to(mag.dtype), self.stft)[..., 0]
+        wrot = weight[..., -1, :] * torch.polar(torch.ones_like(tpd), tpd)
+        z = self._step(mag, fpd.to(mag.dtype), diag[..., -1, :], lower[..., -1, :], wrot,
+                       silent[..., -1], restart[..., -1])
+        self._prev_mag = mag
+        return z
+
+    def _step(self, mag, fpd, diag, lower, wrot, silent, restart):
+        """One frame: solve where the recursion continues, integrate FPD where it restarts.
+
+        ``wrot`` is ``lam * a * exp(j TPD)``: the right-hand side is ``wrot * unit_{t-1}``.
+        """
+        if self._unit is None:
+            unit = torch.polar(torch.ones_like(mag), frequency_integration(fpd))
+        else:
+            z = self._solve_frame(diag, lower, wrot * self._unit)
+            unit = z / z.abs().clamp_min(torch.finfo(mag.dtype).tiny)
+            if restart.any():
+                fresh = torch.polar(torch.ones_like(mag), frequency_integration(fpd))
+                unit = torch.where(restart.unsqueeze(-1), fresh, unit)
+        if silent.any():
+            unit = torch.where(silent.unsqueeze(-1), torch.zeros_like(unit), unit)
+        self._unit = unit
+        return mag * unit
+
+    def _solve_frame(self, diag, lower, rhs):
+        if self.solver_name == "lapack" and rhs.ndim == 1:  # hot path on CPU: no wrappers
+            return torch.from_numpy(ptsv(diag.numpy(), lower.resolve_conj().numpy(),
+                                         rhs.numpy()))
+        return self._solve(lower, diag.to(rhs.dtype), lower.conj(), rhs)
+
+
+def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: StftConfig,
+              solver: SolverConfig | None = None) -> torch.Tensor:
+    """Complex STFT (..., K, T) from magnitudes (..., K, T), BPD (..., K, T), FPD (..., K-1, T).
+
+    Runs the online recursion over all frames; the result equals pushing the frames one by one
+    through :class:`PhaseIntegrator`. Works in the dtype of ``mag`` (float32 or float64).
+    """
+    check_magnitude(mag, stft)
+    k, t = mag.shape[-2:]
+    if bpd.shape[-2:] != (k, t) or fpd.shape[-2:] != (k - 1, t):
+        raise ValueError(f"phase differences must be BPD {(k, t)} and FPD {(k - 1, t)} per "
+                         f"item, got {tuple(bpd.shape)} and {tuple(fpd.shape)}")
+    integ = PhaseIntegrator(stft, solver, mag.device)
+    diag, lower, weight, silent, restart = frame_systems(mag, fpd, integ.cfg)
+    tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)
+    wrot = weight * torch.polar(torch.ones_like(tpd), tpd)
+    mag_t, fpd_t = mag.transpose(-1, -2), fpd.to(mag.dtype).transpose(-1, -2)
+    frames = []
+    for i in range(t):
+        frames.append(integ._step(mag_t[..., i, :], fpd_t[..., i, :], diag[..., i, :],
+                                  lower[..., i, :], wrot[..., i, :], silent[..., i],
+                                  restart[..., i]))
+    return torch.stack(frames, dim=-1)

@@ -1,0 +1,57 @@
+"""Audio file reading and atomic writing (soundfile)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+AUDIO_EXTS = (".wav", ".flac", ".ogg")
+
+
+def read_audio(path: str | os.PathLike, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Read ``path`` as float32 in [-1, 1] and its sample rate in Hz.
+
+    With ``mono`` (default) channels are averaged to shape (samples,); otherwise the shape is
+    (channels, samples).
+    """
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+    if mono:
+        return data.mean(axis=1, dtype=np.float32), int(sr)
+    return np.ascontiguousarray(data.T), int(sr)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
+                     subtype: str = "PCM_16") -> None:
+    """Write ``x`` (samples,) or (channels, samples) to ``path`` via a temp file + rename.
+
+    A reader never sees a half-written file; the format follows the suffix of ``path`` (OGG is
+    always Vorbis, ``subtype`` is then ignored).
+    """
+    path = Path(path)
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x.T  # soundfile wants (samples, channels)
+    elif x.ndim != 1:
+        raise ValueError(f"audio must be (samples,) or (channels, samples), got shape {x.shape}")
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write {path.name!r}: suffix must be one of {AUDIO_EXTS}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, x, sr, subtype=subtype if fmt != "OGG" else "VORBIS", format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

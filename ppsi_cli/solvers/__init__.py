@@ -1,0 +1,58 @@
+"""Batched tridiagonal solvers behind one interface.
+
+Every solver takes the three diagonals and the right-hand sides of a batch of systems,
+``lower (..., K-1)``, ``diag (..., K)``, ``upper (..., K-1)``, ``rhs (..., K)`` as torch tensors
+(real or complex, any leading batch dims), and returns the solutions ``(..., K)`` on the input's
+device and dtype. ``lower[..., i] = A[i+1, i]``, ``upper[..., i] = A[i, i+1]``.
+
+- ``reference``: SciPy ``solve_banded`` one system at a time (the ground truth).
+- ``lapack``: LAPACK ``?ptsv`` (Hermitian positive-definite only; ``upper`` is taken as
+  ``conj(lower)``): the fastest per-frame path on CPU.
+- ``thomas``: Thomas algorithm in pure torch, batched, CPU/CUDA, real/complex, differentiable.
+- ``triton``: custom GPU kernel, one launch for the whole batch (needs CUDA and triton).
+- ``dense``: ``torch.linalg.solve`` on the full matrices; the slow baseline for benchmarks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .dense import solve_dense
+from .kernel import solve_triton, triton_available
+from .reference import solve_lapack, solve_reference
+from .thomas import solve_thomas
+
+Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+SOLVERS: dict[str, Solver] = {
+    "reference": solve_reference,
+    "lapack": solve_lapack,
+    "thomas": solve_thomas,
+    "triton": solve_triton,
+    "dense": solve_dense,
+}
+
+
+def resolve(name: str, device: torch.device | str = "cpu", hermitian: bool = False) -> str:
+    """Pick a concrete solver name for ``auto`` on ``device``; validate other names."""
+    device = torch.device(device)
+    if name == "auto":
+        if device.type == "cuda":
+            return "triton" if triton_available() else "thomas"
+        return "lapack" if hermitian else "reference"
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; choose one of {['auto', *SOLVERS]}")
+    if name == "triton" and not (device.type == "cuda" and triton_available()):
+        raise ValueError("solver 'triton' needs a CUDA device and the triton package")
+    return name
+
+
+def solve_tridiagonal(lower, diag, upper, rhs, method: str = "auto") -> torch.Tensor:
+    """Solve a batch of tridiagonal systems with the named solver (see module docstring)."""
+    return SOLVERS[resolve(method, diag.device)](lower, diag, upper, rhs)
+
+
+__all__ = ["SOLVERS", "resolve", "solve_tridiagonal", "solve_dense", "solve_lapack",
+           "solve_reference", "solve_thomas", "solve_triton", "triton_available"]
