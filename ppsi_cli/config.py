@@ -148,6 +148,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-6
     grad_clip: float = 10.0
+    loss_weight: str = "magnitude"
     warmup_steps: int = 500
     max_steps: int = 20000
     max_minutes: float | None = None
@@ -157,7 +158,7 @@ class TrainConfig:
     eval_every: int = 2000
     eval_files: int = 4
     ckpt_every: int = 500
-    num_workers: int = 0
+    device: str = "cpu"
     amp: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     stft: StftConfig = field(default_factory=StftConfig)

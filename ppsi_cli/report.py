@@ -66,8 +66,14 @@ def spectrogram_db(x: np.ndarray, cfg: StftConfig) -> np.ndarray:
     return 20.0 * np.log10(np.maximum(mag, 1e-10))
 
 
-def spectrogram_png(db: np.ndarray, top_db: float) -> bytes:
-    """PNG of a dB spectrogram, low frequencies at the bottom, [top_db - 80, top_db] mapped."""
+def spectrogram_png(db: np.ndarray, top_db: float, max_rows: int = 300) -> bytes:
+    """PNG of a dB spectrogram (F, T), low frequencies at the bottom, [top_db - 80, top_db]
+    mapped to the colour scale; adjacent bins are max-pooled down to at most ``max_rows``."""
+    k = -(-db.shape[0] // max_rows)
+    if k > 1:
+        pad = -db.shape[0] % k
+        db = np.pad(db, ((0, pad), (0, 0)), constant_values=-np.inf)
+        db = db.reshape(-1, k, db.shape[1]).max(axis=1)
     v = (db - (top_db - DYNAMIC_RANGE_DB)) / DYNAMIC_RANGE_DB
     return png_bytes(colorize(v[::-1]))
 
@@ -129,9 +135,10 @@ def _example_html(label: str, r: PairResult, metrics: Sequence[str], clip_second
     note = f" (first {clip_seconds:g} s)" if clipped else ""
     cells = []
     for side, x, db in (("reference", ref, db_ref), ("estimate", est, db_est)):
+        png = _data_uri("image/png", spectrogram_png(db, top))
         cells.append(
             f'<figure><figcaption>{side}{note}</figcaption>'
-            f'<img alt="{side} spectrogram" src="{_data_uri("image/png", spectrogram_png(db, top))}">'
+            f'<img alt="{side} spectrogram" src="{png}">'
             f'<audio controls preload="metadata" src="{_data_uri("audio/wav", _wav_bytes(x, sr))}">'
             f'</audio></figure>')
     return (f'<section class="example"><h3><span class="tag {label}">{label}</span> '
@@ -152,7 +159,8 @@ tr.failed td{background:#fdecea}td.reason{text-align:left;color:#b3261e}
 .pair{display:flex;gap:1rem}.pair figure{flex:1;margin:0;min-width:0}
 .pair img{width:100%;height:220px;image-rendering:auto;display:block;border:1px solid #ccc}
 .pair audio{width:100%;margin-top:.3rem}figcaption{font-weight:600;margin-bottom:.2rem}
-.example{margin-bottom:2rem}.scores{margin:.2rem 0 .5rem;color:#333}.axis{color:#777;font-size:.85em}
+.example{margin-bottom:2rem}.scores{margin:.2rem 0 .5rem;color:#333}
+.axis{color:#777;font-size:.85em}
 .tag{font-size:.75em;padding:.1rem .4rem;border-radius:.3rem;color:#fff;vertical-align:middle}
 .tag.worst{background:#b3261e}.tag.best{background:#2e7d32}
 .fail{color:#b3261e;font-weight:600}code{background:#f4f4f6;padding:0 .2rem}
@@ -216,12 +224,13 @@ def render_report(results: Sequence[PairResult], metrics: Sequence[str],
                  "<b>pesq-nb</b>: narrow-band (P.862) at 8 kHz.</li>"
                  "<li><b>estoi</b> / <b>stoi</b>: (extended) short-time objective intelligibility, "
                  "pystoi.</li>"
-                 "<li><b>lsc</b>: 20·log10(‖|Y|−|X|‖<sub>F</sub> / ‖|X|‖<sub>F</sub>) dB over the "
-                 "model STFT (16 kHz, n_fft 1024, hop 256, Hann), clamped to ±120 dB.</li>"
+                 "<li><b>lsc</b>: 20·log10(‖|Y|−|X|‖<sub>F</sub> / ‖|X|‖<sub>F</sub>) dB "
+                 "over the model STFT (16 kHz, n_fft 1024, hop 256, Hann), clamped to ±120 dB.</li>"
                  "<li><b>si-sdr</b>: scale-invariant SDR in dB, zero-mean signals, clamped to "
                  "±120 dB.</li>"
                  "<li>Pairs are truncated to the shorter signal; lengths more than 10 % apart, "
-                 "pairs under 0.5 s and silent signals are not scored (NaN, counted as failed).</li>"
+                 "pairs under 0.5 s and silent signals are not scored (NaN, counted as "
+                 "failed).</li>"
                  "<li>95 % CI: Student t interval of the mean over the pairs that scored.</li>"
                  "</ul></body></html>\n")
     return "".join(parts)

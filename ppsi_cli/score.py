@@ -174,6 +174,8 @@ def score_pairs(pairs: Sequence[Pair], metrics: Sequence[str], jobs: int = 1,
     ``jobs > 1`` runs pairs in that many worker processes (spawned, one torch thread each);
     each pair is computed by the same code, so the numbers equal those of ``jobs = 1``.
     ``on_progress(done, total, result)`` is called in this process after each pair.
+    Workers are spawned, so a script calling this with ``jobs > 1`` needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
     metrics = list(metrics)
     for name in metrics:

@@ -114,7 +114,7 @@ def test_identical_signals(speech):
     assert M.pesq_wb(x, x, sr) > 4.5
 
 
-def test_resampled_input_and_notice(speech, tmp_path):
+def test_resampled_input_and_notice(speech):
     x, sr = speech
     y = noisy(x, 10.0)
     x44, y44 = resample_poly(x, 441, 160), resample_poly(y, 441, 160)
@@ -124,7 +124,8 @@ def test_resampled_input_and_notice(speech, tmp_path):
     # the resampling filters attenuate the white noise near 8 kHz a little: lower LSC
     assert M.lsc(x44, y44, 44100) == pytest.approx(M.lsc(x, y, sr), abs=0.5)
     assert M.resample_notice("pesq", 44100) == "pesq: audio resampled from 44100 Hz to 16000 Hz"
-    assert M.resample_notice("pesq-nb", 16000) == "pesq-nb: audio resampled from 16000 Hz to 8000 Hz"
+    assert M.resample_notice("pesq-nb", 16000) == (
+        "pesq-nb: audio resampled from 16000 Hz to 8000 Hz")
     assert M.resample_notice("pesq", 16000) is None
     assert M.resample_notice("estoi", 44100) is None
 

@@ -39,7 +39,13 @@ def score(
     allow_failures: bool = typer.Option(False, "--allow-failures",
                                         help="Exit 0 even if some pairs could not be scored."),
 ) -> None:
-    """Score estimates against references (PESQ, ESTOI, LSC, ...): pairs files by relative path."""
+    """Score estimates against references (PESQ, ESTOI, LSC, ...).
+
+    Files pair by relative path without extension (ref/a/b.flac with est/a/b.wav). Each pair is
+    truncated to the shorter signal; lengths more than 10 % apart, pairs under 0.5 s and silent
+    signals are not scored (NaN + reason, counted as failed). LSC = 20 log10(‖|Y|-|X|‖_F /
+    ‖|X|‖_F) dB over the model STFT (16 kHz, n_fft 1024, hop 256, Hann), floored at -120 dB.
+    """
     try:
         names = parse_metrics(metrics)
     except ValueError as e:
@@ -78,7 +84,7 @@ def score(
         fail(f"{r.key}: {r.reason_text()}")
 
     summary = summarize(results, names)
-    table = Table(title=f"{len(results)} pairs")
+    table = Table(title=f"{len(results)} pair{'s' if len(results) != 1 else ''}")
     for col in ("metric", "mean ± std", "95% CI", "n", "failed"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for m, s in summary.items():

@@ -149,8 +149,8 @@ def solve_triton(lower, diag, upper, rhs, block: int = 128) -> torch.Tensor:
     lower, diag, upper, rhs = broadcast(lower, diag, upper, rhs)
     batch = diag.shape[:-1]
     is_complex = diag.is_complex()
-    flat = [t.detach().reshape(-1, t.shape[-1]) for t in (lower, diag, upper, rhs)]
-    n = flat[1].shape[0]
+    n = batch.numel()  # not reshape(-1, ...): K = 1 leaves the off-diagonals empty
+    flat = [t.detach().reshape(n, t.shape[-1]) for t in (lower, diag, upper, rhs)]
     real_dtype = flat[1].real.dtype if is_complex else flat[1].dtype
     lo, d, up, b = (_planes(t, is_complex) for t in flat)
     x_r = torch.empty(k, n, dtype=real_dtype, device=diag.device)

@@ -19,7 +19,8 @@ def solve_reference(lower, diag, upper, rhs) -> torch.Tensor:
     k = check_shapes(lower, diag, upper, rhs)
     lower, diag, upper, rhs = broadcast(lower, diag, upper, rhs)
     batch = diag.shape[:-1]
-    lo, d, up, b = (a.reshape(-1, a.shape[-1]) for a in _to_numpy(lower, diag, upper, rhs))
+    n = int(np.prod(batch))  # not -1: K = 1 leaves the off-diagonals empty
+    lo, d, up, b = (a.reshape(n, a.shape[-1]) for a in _to_numpy(lower, diag, upper, rhs))
     out = np.empty_like(b)
     ab = np.zeros((3, k), dtype=b.dtype)
     for i in range(b.shape[0]):
@@ -36,6 +37,10 @@ _PTSV = {np.dtype(np.float64): lapack.dptsv, np.dtype(np.float32): lapack.sptsv,
 
 def ptsv(d: np.ndarray, e: np.ndarray, b: np.ndarray) -> np.ndarray:
     """One Hermitian positive-definite system: real diagonal ``d``, subdiagonal ``e``, rhs ``b``."""
+    if d.shape[-1] == 1:  # SciPy's ?ptsv wrapper refuses an empty off-diagonal
+        if not d[0] > 0:
+            raise np.linalg.LinAlgError("?ptsv failed (info=1): matrix not positive definite")
+        return b / d[0]
     fn = _PTSV[b.dtype]
     _, _, x, info = fn(d, e, b)
     if info != 0:
@@ -48,7 +53,8 @@ def solve_lapack(lower, diag, upper, rhs) -> torch.Tensor:
     k = check_shapes(lower, diag, upper, rhs)
     lower, diag, upper, rhs = broadcast(lower, diag, upper, rhs)
     batch = diag.shape[:-1]
-    lo, d, b = (a.reshape(-1, a.shape[-1]) for a in _to_numpy(lower, diag, rhs))
+    n = int(np.prod(batch))
+    lo, d, b = (a.reshape(n, a.shape[-1]) for a in _to_numpy(lower, diag, rhs))
     d = np.ascontiguousarray(d.real)
     out = np.empty_like(b)
     for i in range(b.shape[0]):

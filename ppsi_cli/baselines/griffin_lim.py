@@ -1,0 +1,90 @@
+"""Griffin-Lim and fast Griffin-Lim (Griffin & Lim 1984; Perraudin, Balazs & Søndergaard 2013).
+
+Offline, batched over leading dimensions, pure torch (runs wherever ``mag`` lives). The two
+projections are the magnitude constraint ``A exp(j angle(c))`` and the consistency projection
+``stft(istft(c))`` of :mod:`ppsi_cli.dsp.stft` (an exact inverse pair, so the latter is the
+orthogonal projection onto STFTs of signals that are zero in the padding).
+
+Fast Griffin-Lim, with ``t_n = P_A(P_C(c_{n-1}))`` and ``c_n = t_n + momentum (t_n - t_{n-1})``;
+``momentum = 0`` is plain Griffin-Lim. Warm start: ``c_0 = t_0 = A exp(j init_phase)``, i.e. the
+"previous" state of the momentum is the magnitude projection of the initial estimate (not zeros),
+and the initial phase is applied once. A consistent initial estimate (the true phase) is therefore
+a fixed point: the output keeps oracle quality.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..config import StftConfig
+from ..dsp.stft import default_length, istft, n_frames, stft
+
+
+def _check_mag(mag: torch.Tensor, cfg: StftConfig) -> None:
+    if mag.dim() < 2:
+        raise ValueError(f"magnitude must have shape (..., freq, time), got {tuple(mag.shape)}")
+    if mag.shape[-2] != cfg.n_bins:
+        raise ValueError(
+            f"spectrogram has {mag.shape[-2]} bins; expected {cfg.n_bins} (n_fft={cfg.n_fft})")
+    if mag.shape[-1] < 1:
+        raise ValueError("spectrogram has no frames")
+    if torch.is_complex(mag):
+        raise ValueError("magnitude must be real; pass spec.abs()")
+
+
+def _with_phase(mag: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``mag * exp(j angle(c))`` (angle 0 where ``c`` is 0)."""
+    return torch.polar(mag, torch.angle(c))
+
+
+def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
+                     momentum: float = 0.99, init_phase: torch.Tensor | None = None,
+                     length: int | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fast Griffin-Lim on magnitudes (..., F, T); returns the complex STFT (..., F, T).
+
+    ``init_phase`` (..., F, T) in radians (or a complex STFT whose angle is used) warm-starts the
+    iteration; without it the phase is uniform in [-pi, pi) from ``generator`` (seed it for
+    reproducible output). ``length`` (samples), when it has the same number of frames, makes the
+    consistency projection also zero the samples after the signal. ``n_iter = 0`` returns the
+    initial estimate.
+    """
+    _check_mag(mag, cfg)
+    if n_iter < 0:
+        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+    mag = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
+    n_t = mag.shape[-1]
+    if init_phase is None:
+        phase = torch.rand(mag.shape, generator=generator, dtype=mag.dtype, device=mag.device)
+        phase = (2 * phase - 1) * math.pi
+    else:
+        if init_phase.shape[-2:] != mag.shape[-2:]:
+            raise ValueError(f"init_phase has shape {tuple(init_phase.shape)}; expected "
+                             f"(..., {mag.shape[-2]}, {n_t}) like the magnitude")
+        phase = torch.angle(init_phase) if torch.is_complex(init_phase) else init_phase
+        phase = phase.to(dtype=mag.dtype, device=mag.device)
+    proj_len = length if length is not None and n_frames(length, cfg) == n_t else \
+        default_length(n_t, cfg)
+    c = torch.polar(mag, phase.expand_as(mag))
+    t_prev = c
+    for _ in range(n_iter):
+        t = _with_phase(mag, stft(istft(c, cfg, proj_len), cfg))
+        c = t + momentum * (t - t_prev) if momentum else t
+        t_prev = t
+    return _with_phase(mag, c)
+
+
+def griffin_lim(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32, momentum: float = 0.99,
+                init_phase: torch.Tensor | None = None, length: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fast Griffin-Lim waveform (..., L) from magnitudes (..., F, T); see :func:`griffin_lim_stft`.
+
+    L is ``length`` or the ISTFT default ``(T + 1) * hop_length - win_length``.
+    """
+    spec = griffin_lim_stft(mag, cfg, n_iter=n_iter, momentum=momentum, init_phase=init_phase,
+                            length=length, generator=generator)
+    return istft(spec, cfg, length)

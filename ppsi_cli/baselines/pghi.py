@@ -1,0 +1,270 @@
+"""Phase Gradient Heap Integration: PGHI (offline) and RTPGHI (online, causal).
+
+Průša, Balazs & Søndergaard, "A noniterative method for reconstruction of phase from STFT
+magnitude" (IEEE/ACM TASLP 25, 2017) and Průša & Holighaus, "Phase vocoder done right"
+(EUSIPCO 2017). For a Gaussian window exp(-pi u^2 / gamma) the phase gradient follows from the
+log-magnitude s = log|X| (gradient theorem). Derived here for our frame convention
+X_t[k] = sum_n x[tH+n] w[n] e^{-j 2 pi k n / N}, with the window centred at n0 = W / 2
+(H hop, N n_fft, W win_length, all in samples):
+
+- time derivative, rad per hop:   dphi/dt = 2 pi k H / N + (H N / gamma) ds/dk
+- frequency derivative, rad/bin:  dphi/dk = -(gamma / (H N)) ds/dt - pi W / N
+
+The last term is the linear phase of the window's offset from the frame start (the gradient
+theorem holds for frames centred on the window). Derivatives of s are finite differences: centred
+along frequency; along time centred (PGHI) or the causal backward difference s_t - s_{t-1}
+(RTPGHI; it estimates the derivative half a hop late, but on speech it beats ltfat's second-order
+(3 s_t - 4 s_{t-1} + s_{t-2}) / 2: WB-PESQ 3.27 vs 2.49 on arctic_a0007). gamma is the Gaussian equivalent of the window:
+0.25645 W^2 for Hann (0.29794 W^2 Hamming, 0.17954 W^2 Blackman).
+
+Heap integration: bins below ``tol`` x the maximum magnitude get phase 0; the others are reached
+from the loudest bin outwards, each new bin taking its phase from the loudest already-known
+neighbour by the trapezoidal rule. RTPGHI seeds the heap with the previous frame, so each frame
+is final as soon as it arrives: no look-ahead, latency one frame (the STFT's own).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..config import StftConfig
+from ..dsp.stft import OverlapAdd, istft
+from .griffin_lim import _check_mag
+
+_GAMMA = {"hann": 0.25645, "hamming": 0.29794, "blackman": 0.17954}
+LOG_FLOOR = 1e-5  # log-magnitudes are floored at this x the (frame's or file's) maximum
+
+
+def gamma(cfg: StftConfig) -> float:
+    """Time-frequency ratio (samples^2) of the Gaussian closest to ``cfg``'s window."""
+    return _GAMMA[cfg.window] * cfg.win_length ** 2
+
+
+def _log(mag: np.ndarray, peak: np.ndarray | float) -> np.ndarray:
+    peak = np.maximum(peak, np.finfo(np.float64).tiny)
+    return np.log(np.maximum(mag, LOG_FLOOR * peak))
+
+
+def _dk(s: np.ndarray) -> np.ndarray:
+    """Centred difference along axis -1 (bins), 0 at DC and Nyquist (even spectrum)."""
+    d = np.zeros_like(s)
+    d[..., 1:-1] = 0.5 * (s[..., 2:] - s[..., :-2])
+    return d
+
+
+def _tgrad(s: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """dphi/dt in rad per hop from the log-magnitude of frames (..., K)."""
+    k = np.arange(s.shape[-1])
+    h, n = cfg.hop_length, cfg.n_fft
+    return 2 * math.pi * k * h / n + (h * n / gamma(cfg)) * _dk(s)
+
+
+def _fgrad(ds_dt: np.ndarray, cfg: StftConfig) -> np.ndarray:
+    """dphi/dk in rad per bin from the time derivative of the log-magnitude (per hop)."""
+    h, n = cfg.hop_length, cfg.n_fft
+    return -(gamma(cfg) / (h * n)) * ds_dt - math.pi * cfg.win_length / n
+
+
+def phase_gradients(mag: torch.Tensor, cfg: StftConfig,
+                    causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase derivatives (..., F, T) from magnitudes (..., F, T): (rad per hop, rad per bin).
+
+    ``causal`` uses the backward time difference s_t - s_{t-1} (0 for the first frame), as
+    RTPGHI does; otherwise the centred one (one-sided at the
+    ends). The log floor is relative to each frame's maximum when causal, else to the file's.
+    """
+    _check_mag(mag, cfg)
+    a = mag.detach().cpu().to(torch.float64).numpy()
+    a = np.swapaxes(a, -1, -2)  # (..., T, K)
+    peak = a.max(axis=-1, keepdims=True) if causal else a.max(axis=(-1, -2), keepdims=True)
+    s = _log(a, peak)
+    tg = _tgrad(s, cfg)
+    if causal:
+        ds = s - np.concatenate([s[..., :1, :], s[..., :-1, :]], axis=-2)
+    else:
+        ds = np.gradient(s, axis=-2) if s.shape[-2] > 1 else np.zeros_like(s)
+    fg = _fgrad(ds, cfg)
+    out = (torch.from_numpy(np.swapaxes(g, -1, -2).copy()).to(mag.device) for g in (tg, fg))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _heap_offline(a: np.ndarray, tg: np.ndarray, fg: np.ndarray, tol: float) -> np.ndarray:
+    """Heap integration over a whole spectrogram; arrays (T, K) in float64, returns phase (T, K)."""
+    n_t, n_k = a.shape
+    phase = np.zeros(n_t * n_k)
+    flat = a.ravel()
+    todo = flat > tol * flat.max() if flat.size else flat > 0
+    if not todo.any():
+        return phase.reshape(n_t, n_k)
+    mags, tgl, fgl = (-flat).tolist(), tg.ravel().tolist(), fg.ravel().tolist()
+    left = todo.tolist()
+    order = np.argsort(-flat, kind="stable").tolist()
+    heap: list[tuple[float, int]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    ph = phase.tolist()
+    for seed in order:  # loudest bin not yet reached starts a new island (phase 0)
+        if not left[seed]:
+            continue
+        left[seed] = False
+        push(heap, (mags[seed], seed))
+        while heap:
+            _, i = pop(heap)
+            k = i % n_k
+            if k + 1 < n_k and left[i + 1]:
+                ph[i + 1] = ph[i] + 0.5 * (fgl[i] + fgl[i + 1])
+                left[i + 1] = False
+                push(heap, (mags[i + 1], i + 1))
+            if k > 0 and left[i - 1]:
+                ph[i - 1] = ph[i] - 0.5 * (fgl[i] + fgl[i - 1])
+                left[i - 1] = False
+                push(heap, (mags[i - 1], i - 1))
+            j = i + n_k
+            if j < n_t * n_k and left[j]:
+                ph[j] = ph[i] + 0.5 * (tgl[i] + tgl[j])
+                left[j] = False
+                push(heap, (mags[j], j))
+            j = i - n_k
+            if j >= 0 and left[j]:
+                ph[j] = ph[i] - 0.5 * (tgl[i] + tgl[j])
+                left[j] = False
+                push(heap, (mags[j], j))
+    return np.asarray(ph).reshape(n_t, n_k)
+
+
+def _flat_batch(mag: torch.Tensor) -> np.ndarray:
+    """(..., F, T) tensor -> (B, T, F) float64 numpy."""
+    a = mag.detach().cpu().to(torch.float64).reshape(-1, *mag.shape[-2:]).numpy()
+    return np.swapaxes(a, -1, -2)
+
+
+def pghi_stft(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6) -> torch.Tensor:
+    """Offline PGHI: complex STFT (..., F, T) with phase from magnitudes (..., F, T).
+
+    Bins below ``tol`` x the file's maximum magnitude get phase 0.
+    """
+    _check_mag(mag, cfg)
+    if not 0 <= tol < 1:
+        raise ValueError(f"tol must be in [0, 1), got {tol}")
+    tg, fg = phase_gradients(mag, cfg, causal=False)
+    a, tg, fg = _flat_batch(mag), _flat_batch(tg), _flat_batch(fg)
+    ph = np.stack([_heap_offline(a[b], tg[b], fg[b], tol) for b in range(a.shape[0])])
+    ph = torch.from_numpy(np.swapaxes(ph, -1, -2).copy()).reshape(mag.shape)
+    mag = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
+    return torch.polar(mag, ph.to(dtype=mag.dtype, device=mag.device))
+
+
+def pghi(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6,
+         length: int | None = None) -> torch.Tensor:
+    """Offline PGHI waveform (..., L) from magnitudes (..., F, T); see :func:`pghi_stft`."""
+    return istft(pghi_stft(mag, cfg, tol), cfg, length)
+
+
+def _heap_frame(a: list[float], tg: list[float], fg: list[float], a_prev: list[float],
+                ph_prev: list[float], tg_prev: list[float], thr: float) -> list[float]:
+    """One RTPGHI frame: phases of bins ``a`` (K,) given the previous frame's phases."""
+    n_k = len(a)
+    left = [v > thr for v in a]
+    ph = [0.0] * n_k
+    # Heap entries (-magnitude, index): index < n_k is a previous-frame bin, else current bin.
+    heap = [(-v, k) for k, v in enumerate(a_prev) if v > thr]
+    heapq.heapify(heap)
+    push, pop = heapq.heappush, heapq.heappop
+    order = None
+    while True:
+        while heap:
+            _, i = pop(heap)
+            if i < n_k:  # previous frame: step forward in time
+                if left[i]:
+                    ph[i] = ph_prev[i] + 0.5 * (tg_prev[i] + tg[i])
+                    left[i] = False
+                    push(heap, (-a[i], i + n_k))
+                continue
+            k = i - n_k
+            if k + 1 < n_k and left[k + 1]:
+                ph[k + 1] = ph[k] + 0.5 * (fg[k] + fg[k + 1])
+                left[k + 1] = False
+                push(heap, (-a[k + 1], i + 1))
+            if k > 0 and left[k - 1]:
+                ph[k - 1] = ph[k] - 0.5 * (fg[k] + fg[k - 1])
+                left[k - 1] = False
+                push(heap, (-a[k - 1], i - 1))
+        if order is None:
+            order = sorted(range(n_k), key=lambda k: -a[k])
+        seed = next((k for k in order if left[k]), None)
+        if seed is None:
+            return ph
+        left[seed] = False  # a new island (onset after silence): start at phase 0
+        push(heap, (-a[seed], seed + n_k))
+
+
+class Chunk(NamedTuple):
+    """What a streaming inverter returns per call.
+
+    ``samples`` (..., n) are final waveform samples; ``frames`` (..., F, m) are the complex STFT
+    frames committed by this call (m = 0 or 1 per push, more on flush).
+    """
+
+    samples: torch.Tensor
+    frames: torch.Tensor
+
+
+class RtpghiStream:
+    """Online RTPGHI: push one magnitude frame (..., F) at a time, get its samples at once.
+
+    Causal: frame t uses the magnitudes of frames t and t-1 and the phase of frame t-1 only.
+    Each push returns that frame (committed immediately) and the ``hop_length`` samples it makes
+    final (fewer at the start, inside the padding); nothing is left to flush. The concatenation of
+    all pushes equals :func:`rtpghi` with the ISTFT's default length.
+    """
+
+    def __init__(self, cfg: StftConfig, tol: float = 1e-6):
+        if not 0 <= tol < 1:
+            raise ValueError(f"tol must be in [0, 1), got {tol}")
+        self.cfg, self.tol = cfg, tol
+        self._ola = OverlapAdd(cfg)
+        self._s: np.ndarray | None = None  # log-magnitude of the previous frame (B, K)
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a, phase, tgrad
+
+    def push(self, mag: torch.Tensor) -> Chunk:
+        cfg = self.cfg
+        if mag.shape[-1] != cfg.n_bins:
+            raise ValueError(
+                f"frame has {mag.shape[-1]} bins; expected {cfg.n_bins} (n_fft={cfg.n_fft})")
+        a = mag.detach().cpu().to(torch.float64).reshape(-1, cfg.n_bins).numpy()
+        s = _log(a, a.max(axis=-1, keepdims=True))
+        prev_s = s if self._s is None else self._s
+        self._s = s
+        tg = _tgrad(s, cfg)
+        fg = _fgrad(s - prev_s, cfg)
+        if self._prev is None:
+            self._prev = (np.zeros_like(a), np.zeros_like(a), tg)
+        a_p, ph_p, tg_p = self._prev
+        ph = np.empty_like(a)
+        for b in range(a.shape[0]):
+            thr = self.tol * max(a[b].max(), a_p[b].max())
+            ph[b] = _heap_frame(a[b].tolist(), tg[b].tolist(), fg[b].tolist(), a_p[b].tolist(),
+                                ph_p[b].tolist(), tg_p[b].tolist(), thr)
+        # keep the phase bounded; the trapezoidal steps only need it modulo 2 pi
+        ph = np.remainder(ph, 2 * math.pi)
+        self._prev = (a, ph, tg)
+        m = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
+        frame = torch.polar(m, torch.from_numpy(ph).reshape(m.shape).to(m.dtype).to(m.device))
+        return Chunk(self._ola.push(frame), frame.unsqueeze(-1))
+
+
+def rtpghi_stft(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6) -> torch.Tensor:
+    """RTPGHI (causal) complex STFT (..., F, T) from magnitudes (..., F, T), frame by frame."""
+    _check_mag(mag, cfg)
+    stream = RtpghiStream(cfg, tol)
+    return torch.cat([stream.push(mag[..., t]).frames for t in range(mag.shape[-1])], dim=-1)
+
+
+def rtpghi(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6,
+           length: int | None = None) -> torch.Tensor:
+    """RTPGHI waveform (..., L) from magnitudes (..., F, T); equals the concatenated stream."""
+    return istft(rtpghi_stft(mag, cfg, tol), cfg, length)

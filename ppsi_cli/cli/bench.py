@@ -1,0 +1,109 @@
+"""``ppsi bench``: speed measurements (``ppsi bench solvers``; more commands join ``bench_app``)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+import typer
+from rich.table import Table
+
+from . import app
+from .common import err, fail, out
+from ..bench import bench_solvers
+
+bench_app = typer.Typer(
+    help="Measure speed: tridiagonal solvers, whole inversion.",
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench", help="Measure speed (solvers, inversion).")
+
+_DTYPES = {"complex128": torch.complex128, "complex64": torch.complex64,
+           "float64": torch.float64, "float32": torch.float32}
+
+
+def parse_batches(text: str) -> list[int]:
+    """``"1,64,1024"`` -> ``[1, 64, 1024]``; raises ValueError naming the bad item."""
+    sizes = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) < 1:
+            raise ValueError(f"--batches: {item!r} is not a batch size >= 1 (use e.g. 1,64,1024)")
+        sizes.append(int(item))
+    return sizes
+
+
+def _times(x: float) -> str:
+    if not math.isfinite(x):
+        return "–"
+    return f"{x:,.0f}×" if x >= 100 else f"{x:.1f}×" if x >= 1 else f"{x:.2g}×"
+
+
+def solvers_table(rows: list[dict]) -> Table:
+    """Rich table of :func:`ppsi_cli.bench.bench_solvers` results."""
+    first = rows[0] if rows else {}
+    table = Table(title="Tridiagonal solvers, time per system",
+                  caption=(f"K={first.get('k')}, {first.get('dtype')}, {first.get('device')}, "
+                           f"{first.get('threads')} thread(s); random Hermitian PD systems. "
+                           "Dense is timed on a sub-batch where noted (its memory grows as "
+                           "batch × K²).") if rows else None)
+    table.add_column("solver")
+    table.add_column("batch", justify="right")
+    table.add_column("µs per solve", justify="right")
+    table.add_column("× vs dense", justify="right")
+    table.add_column("× vs reference", justify="right")
+    table.add_column("note", style="dim")
+    previous = None
+    for row in rows:
+        if previous is not None and row["batch"] != previous:
+            table.add_section()
+        previous = row["batch"]
+        table.add_row(row["solver"], str(row["batch"]), f"{row['seconds_per_solve'] * 1e6:,.2f}",
+                      _times(row["vs_dense"]), _times(row["vs_reference"]), row["note"])
+    return table
+
+
+@bench_app.command("solvers")
+def solvers(
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as a JSON list."),
+    threads: int = typer.Option(1, "--threads", help="torch intra-op threads for the run."),
+    dtype: str = typer.Option("complex128", "--dtype",
+                              help=f"System dtype: {', '.join(_DTYPES)}."),
+    k: int = typer.Option(513, "--k", hidden=True, help="Unknowns per system."),
+    batches: str = typer.Option("1,64,1024", "--batches", hidden=True,
+                                help="Comma-separated batch sizes."),
+    min_time: float = typer.Option(0.2, "--min-time", hidden=True,
+                                   help="Minimum timed seconds per measurement."),
+) -> None:
+    """Time every solver (reference, lapack, thomas, triton, dense) on random K=513 systems."""
+    if device not in ("cpu", "cuda"):
+        raise fail(f"--device must be cpu or cuda, got {device!r}", code=2)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise fail("--device cuda: no CUDA device is available here")
+    if dtype not in _DTYPES:
+        raise fail(f"--dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}", code=2)
+    try:
+        sizes = parse_batches(batches)
+    except ValueError as e:
+        raise fail(str(e), code=2)
+    if threads < 1:
+        raise fail(f"--threads must be >= 1, got {threads}", code=2)
+    if k < 1:
+        raise fail(f"--k must be >= 1, got {k}", code=2)
+    if not min_time >= 0:
+        raise fail(f"--min-time must be >= 0, got {min_time}", code=2)
+
+    with err.status("timing solvers…") as status:
+        def on_result(row: dict) -> None:
+            status.update(f"timing solvers… {row['solver']} at batch {row['batch']} done")
+
+        rows = bench_solvers(device=device, k=k, batches=sizes, dtype=_DTYPES[dtype],
+                             threads=threads, min_time=min_time, on_result=on_result)
+    if as_json:
+        clean = [{key: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for key, v in row.items()} for row in rows]
+        typer.echo(json.dumps(clean, indent=2))
+    else:
+        out.print(solvers_table(rows))

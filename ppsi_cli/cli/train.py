@@ -1,0 +1,87 @@
+"""``ppsi train``: train the phase-difference CNN on any folder of speech (1 CPU, N procs, N GPUs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..config import ModelConfig, SolverConfig, StftConfig, TrainConfig
+from . import app
+from .common import err, fail
+
+
+def draw_event(event: dict) -> None:
+    """Render one training event on stderr (module level, so spawned rank 0 can use it)."""
+    kind = event.get("event")
+    if kind == "step":
+        err.print(f"step {event['step']:>7}  loss {event['loss']:+.4f}  lr {event['lr']:.2e}  "
+                  f"{event['steps_per_s']:.2f} steps/s  ETA {event['eta_s'] / 60:.1f} min",
+                  highlight=False)
+    elif kind == "val":
+        err.print(f"[cyan]step {event['step']:>7}  val loss {event['val_loss']:+.4f}[/]")
+    elif kind == "eval":
+        err.print(f"[green]step {event['step']:>7}  WB-PESQ {event['pesq']:.3f}  "
+                  f"ESTOI {event['estoi']:.3f}[/]")
+    elif kind == "start":
+        err.print(f"training {event['parameters']} parameters on {event['device']} x "
+                  f"{event['world']}: {event['train_files']} files ({event['train_minutes']} "
+                  f"min), {event['val_files']} validation files, split {event['split']}, "
+                  f"{event['skipped']} unreadable file(s) skipped", highlight=False)
+    elif kind == "done":
+        err.print(f"[bold]done at step {event['step']}[/]: {event['weights']}", highlight=False)
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Folder tree of audio (wav, flac, ogg)."),
+    out: Path = typer.Option(Path("runs/ppsi"), "-o", "--out", help="Run folder."),
+    val_data: Optional[Path] = typer.Option(None, help="Validation audio (default: split)."),
+    strided: bool = typer.Option(False, help="Train the strided (+1 hop look-ahead) variant."),
+    max_steps: int = typer.Option(TrainConfig.max_steps, min=1),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop after this wall time."),
+    batch_size: int = typer.Option(TrainConfig.batch_size, min=1),
+    segment_seconds: float = typer.Option(TrainConfig.segment_seconds),
+    lr: float = typer.Option(TrainConfig.lr),
+    loss_weight: str = typer.Option(TrainConfig.loss_weight,
+                                    help="Von Mises loss weights per bin: none | magnitude."),
+    warmup_steps: int = typer.Option(TrainConfig.warmup_steps, min=1),
+    seed: int = typer.Option(TrainConfig.seed),
+    log_every: int = typer.Option(TrainConfig.log_every, min=1),
+    val_every: int = typer.Option(TrainConfig.val_every, min=1),
+    eval_every: int = typer.Option(TrainConfig.eval_every, min=0,
+                                   help="Steps between WB-PESQ/ESTOI checks (0: never)."),
+    ckpt_every: int = typer.Option(TrainConfig.ckpt_every, min=1),
+    channels: int = typer.Option(ModelConfig.channels, min=1),
+    blocks: int = typer.Option(ModelConfig.blocks, min=1),
+    kernel_size: int = typer.Option(ModelConfig.kernel_size, min=1),
+    context: int = typer.Option(ModelConfig.context, min=1),
+    p: float = typer.Option(SolverConfig.p, help="Least-squares weight exponent."),
+    g: float = typer.Option(SolverConfig.g, help="Least-squares frequency weight."),
+    gpus: int = typer.Option(0, min=0, help="Train on N GPUs (one process each, NCCL)."),
+    procs: int = typer.Option(1, min=1, help="CPU processes (gloo), when not using GPUs."),
+    resume: Optional[Path] = typer.Option(None, help="Checkpoint to continue from."),
+) -> None:
+    """Train the phase-difference CNN; writes OUT/weights.pt, checkpoints, config.json, train.log."""
+    import torch
+
+    from ..train import TrainError, launch
+
+    if gpus > 0 and not torch.cuda.is_available():
+        raise fail(f"--gpus {gpus}: CUDA is not available on this machine")
+    if gpus > torch.cuda.device_count():
+        raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    try:
+        cfg = TrainConfig(
+            data=str(data), out=str(out), val_data=str(val_data) if val_data else None,
+            segment_seconds=segment_seconds, batch_size=batch_size, lr=lr, loss_weight=loss_weight,
+            warmup_steps=warmup_steps, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
+            log_every=log_every, val_every=val_every, eval_every=eval_every,
+            ckpt_every=ckpt_every, device="cuda" if gpus else "cpu",
+            model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
+                              blocks=blocks, strided=strided),
+            stft=StftConfig(), solver=SolverConfig(p=p, g=g))
+        launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)
+    except (TrainError, ValueError) as exc:
+        raise fail(str(exc)) from None

@@ -1,0 +1,114 @@
+"""The ~8k-parameter causal CNN that predicts phase differences from log-magnitudes (SPEC §4).
+
+Input: log-magnitudes of the ``context`` newest frames as channels, convolved along frequency
+(internally a Conv2d with kernels ``(1, k)`` over ``(time, freq)`` in channels-last memory layout
+applies the same 1-D network to every frame at once; that layout is ~3x faster on CPU). Features are centred by the mean over frequency of the newest frame, so a gain change of
+the input changes nothing. A stem, ``blocks`` residual gated blocks ``h + conv_a(h) * sigmoid(
+conv_b(h))`` and a 1x1 head give, per frame, BPD (rad per hop, baseband) and FPD (rad per bin).
+
+Strided models see one frame more (frames <= t+1) and predict the differences of frames t and t+1
+from that one forward pass: run every second frame, one hop of extra latency, half the CNN cost.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .dsp.features import log_magnitude
+
+
+class GatedBlock(nn.Module):
+    """Residual gated convolution along frequency: ``h + conv_a(h) * sigmoid(conv_b(h))``."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        pad = (0, kernel_size // 2)
+        self.conv_a = nn.Conv2d(channels, channels, (1, kernel_size), padding=pad)
+        self.conv_b = nn.Conv2d(channels, channels, (1, kernel_size), padding=pad)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.conv_a(h) * torch.sigmoid(self.conv_b(h))
+
+
+class PhaseDiffNet(nn.Module):
+    """Causal CNN: log-magnitudes ``(B, F, T)`` -> phase differences.
+
+    ``forward`` returns ``(B, outputs, F, T)`` where ``outputs`` is 2 (BPD, FPD of frame t) or, for
+    strided models, 4 (BPD, FPD of frame t-1, then of frame t) for every input frame t. The FPD
+    channels are defined on bins 0..F-2 (the last bin is unused).
+    """
+
+    def __init__(self, cfg: ModelConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or ModelConfig()
+        c, k = self.cfg.channels, self.cfg.kernel_size
+        self.stem = nn.Conv2d(self.cfg.context, c, (1, k), padding=(0, k // 2))
+        self.blocks = nn.Sequential(*[GatedBlock(c, k) for _ in range(self.cfg.blocks)])
+        self.head = nn.Conv2d(c, self.n_outputs, 1)
+
+    @property
+    def n_outputs(self) -> int:
+        return 4 if self.cfg.strided else 2
+
+    def features(self, logmag: torch.Tensor) -> torch.Tensor:
+        """Context stack ``(B, context, T, F)`` from ``(B, F, T)``: channel c holds frame t-c
+        (frames before the start are the floor of frame t), centred on frame t's mean."""
+        lm = logmag.transpose(-1, -2)  # (B, T, F)
+        centre = lm.mean(dim=-1, keepdim=True)
+        low = lm.amin(dim=-1, keepdim=True).expand_as(lm)
+        first = torch.arange(lm.shape[-2], device=lm.device).unsqueeze(-1)
+        chans = [lm]
+        for c in range(1, self.cfg.context):
+            past = nn.functional.pad(lm[..., :-c, :], (0, 0, c, 0))
+            chans.append(torch.where(first < c, low, past))
+        return torch.stack(chans, dim=1) - centre.unsqueeze(1)
+
+    def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(B, context, T, F)`` features -> ``(B, outputs, T, F)``."""
+        h = feats.contiguous(memory_format=torch.channels_last)
+        return self.head(self.blocks(self.stem(h)))
+
+    def forward(self, logmag: torch.Tensor) -> torch.Tensor:
+        """``(B, F, T)`` log-magnitudes -> ``(B, outputs, F, T)``."""
+        return self.forward_features(self.features(logmag)).transpose(-1, -2)
+
+    def multiply_adds_per_frame(self, n_bins: int) -> int:
+        """Multiply-accumulates of one forward pass over one frame of ``n_bins`` bins."""
+        total = 0
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                total += m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        return total * n_bins
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def predict(model: PhaseDiffNet, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase differences for magnitudes ``(..., F, T)``: ``(bpd (..., F, T), fpd (..., F-1, T))``.
+
+    Default models run once per frame. Strided models run only at frames 1, 3, 5, ... (each pass
+    sees one frame ahead and fills frames t-1 and t); an odd frame count gets one silent frame of
+    look-ahead at the end. Causality: frame t uses frames <= t (+1 for strided models).
+    """
+    lead, (n_f, n_t) = mag.shape[:-2], mag.shape[-2:]
+    dtype = next(model.parameters()).dtype
+    logmag = log_magnitude(mag.reshape(-1, n_f, n_t).to(dtype))
+    if not model.cfg.strided:
+        out = model(logmag)  # (B, 2, F, T)
+        b, f = out[:, 0], out[:, 1, :-1]
+    else:
+        padded = n_t + (n_t % 2)
+        if padded != n_t:
+            # silent look-ahead: the floor of the last frame, everywhere
+            look = logmag[..., -1:].amin(dim=-2, keepdim=True).expand(-1, n_f, 1)
+            logmag = torch.cat([logmag, look], dim=-1)
+        feats = model.features(logmag)[:, :, 1::2]  # frames t = 1, 3, 5, ...
+        out = model.forward_features(feats).transpose(-1, -2)  # (B, 4, F, padded / 2)
+        b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)[..., :n_t]
+        f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[..., :-1, :n_t]
+    return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)

@@ -1,0 +1,64 @@
+"""Training targets and the von Mises loss (SPEC §4).
+
+Targets are the true BPD (rad per hop, baseband) and FPD (rad per bin) of the clean STFT. The
+loss is the weighted mean ``-sum w cos(pred - target) / sum w`` over valid bins, so a perfect
+prediction scores exactly -1. BPD is undefined at frame 0 and after digital silence, FPD has K-1
+bins, frames of digital silence carry no phase. Weights: ``none`` (every valid bin counts the
+same, as in SPEC §4) or ``magnitude`` (each bin weighs by the geometric mean of the two
+magnitudes its difference joins, relative to the frame peak: the bins that carry the sound count,
+the noise floor's random phase hardly does).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import StftConfig
+from ..dsp.features import log_magnitude
+from ..dsp.phase import bpd, fpd
+from ..dsp.stft import stft
+
+SILENCE = 1e-10
+LOSS_WEIGHTS = ("none", "magnitude")
+
+
+def phase_targets(audio: torch.Tensor, cfg: StftConfig, weighting: str = "none"):
+    """From audio (B, L): ``(logmag (B, K, T), bpd (B, K, T), fpd (B, K-1, T), w_bpd, w_fpd)``
+    with loss weights of the same shapes as the targets (0 where a target is undefined)."""
+    if weighting not in LOSS_WEIGHTS:
+        raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTS}, got {weighting!r}")
+    spec = stft(audio, cfg)
+    mag = spec.abs()
+    peak = mag.amax(dim=-2, keepdim=True)
+    ok = peak > SILENCE * mag.amax(dim=(-2, -1), keepdim=True).clamp_min(SILENCE)  # (B, 1, T)
+    prev_ok = torch.nn.functional.pad(ok[..., :-1], (1, 0), value=False)
+    if weighting == "magnitude":
+        a = mag / peak.clamp_min(SILENCE)
+        a_prev = torch.nn.functional.pad(mag[..., :-1], (1, 0)) / peak.clamp_min(SILENCE)
+        w_b = (a * a_prev).sqrt() * (ok & prev_ok)
+        w_f = (a[..., 1:, :] * a[..., :-1, :]).sqrt() * ok
+    else:
+        w_b = (ok & prev_ok).to(mag.dtype).expand_as(mag)
+        w_f = ok.to(mag.dtype).expand(-1, mag.shape[-2] - 1, -1)
+    return log_magnitude(mag), bpd(spec, cfg), fpd(spec), w_b, w_f
+
+
+def von_mises_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``-sum(w cos(pred - target)) / sum(w)``; ``weight`` broadcasts to ``pred``."""
+    weight = weight.to(pred.dtype).expand_as(pred)
+    return -(torch.cos(pred - target) * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.Tensor,
+               w_f: torch.Tensor, strided: bool) -> torch.Tensor:
+    """Loss of network output ``out`` (B, 2 or 4, K, T) against targets and their weights.
+
+    Default models predict frame t at column t. Strided models also predict frame t-1 at column
+    t (channels 0, 1; channels 2, 3 are frame t); both halves count equally.
+    """
+    if not strided:
+        return 0.5 * (von_mises_loss(out[:, 0], b, w_b) + von_mises_loss(out[:, 1, :-1], f, w_f))
+    cur = 0.5 * (von_mises_loss(out[:, 2], b, w_b) + von_mises_loss(out[:, 3, :-1], f, w_f))
+    prev = 0.5 * (von_mises_loss(out[:, 0, :, 1:], b[..., :-1], w_b[..., :-1])
+                  + von_mises_loss(out[:, 1, :-1, 1:], f[..., :-1], w_f[..., :-1]))
+    return 0.5 * (cur + prev)

@@ -1,0 +1,105 @@
+"""Self-describing weight files: save, load safely (``weights_only=True``), find shipped ones.
+
+A file holds ``{"format": "ppsi-weights", "version": 1, "model_config", "stft_config",
+"solver_config", "state_dict", "meta"}``. Shipped files live in ``weights/`` (installed as
+``ppsi_cli/weights``) and carry the first 8 hex digits of their SHA-256 in the name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig, SolverConfig, StftConfig
+from .model import PhaseDiffNet
+
+FORMAT = "ppsi-weights"
+VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A network with the STFT and solver settings it was trained and tuned for."""
+
+    net: PhaseDiffNet
+    stft: StftConfig
+    solver: SolverConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+
+def save_weights(path: str | Path, net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
+                 meta: dict[str, Any] | None = None) -> Path:
+    """Write a weights file atomically; returns its path."""
+    net = getattr(net, "module", net)  # unwrap DDP
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": net.cfg.to_dict(),
+        "stft_config": stft.to_dict(),
+        "solver_config": solver.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def file_hash(path: str | Path, n: int = 8) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:n]
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a weights file without unpickling code; refuse anything that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with code, not a torch file
+        raise ValueError(f"{path}: not a loadable ppsi weights file ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a ppsi weights file (missing format={FORMAT!r})")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{path}: weights format version {payload.get('version')}; "
+                         f"this ppsi reads version {VERSION}")
+    net = PhaseDiffNet(ModelConfig.from_dict(payload["model_config"]))
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: state dict does not match its model config: {exc}") from exc
+    net.eval().to(device)
+    return LoadedModel(net, StftConfig.from_dict(payload["stft_config"]),
+                       SolverConfig.from_dict(payload["solver_config"]),
+                       dict(payload.get("meta", {})), str(path))
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped weights: inside the installed package, else the checkout's."""
+    here = Path(__file__).resolve().parent
+    installed = here / "weights"
+    return installed if installed.is_dir() else here.parent / "weights"
+
+
+def shipped_weights(variant: str = "online") -> Path:
+    """Path of the shipped weights for ``online`` or ``strided``."""
+    files = sorted(weights_dir().glob(f"ppsi-{variant}-*.pt"))
+    if not files:
+        raise FileNotFoundError(
+            f"no shipped weights for variant {variant!r} in {weights_dir()}; pass --weights FILE")
+    return files[-1]

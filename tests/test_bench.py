@@ -1,0 +1,95 @@
+"""``ppsi bench solvers`` in-process on a tiny setting, and the library function behind it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ppsi_cli.bench import bench_solvers, random_systems
+from ppsi_cli.cli import app
+from ppsi_cli.solvers import solve_reference
+
+runner = CliRunner()
+FAST = ["--k", "33", "--batches", "1,3", "--min-time", "0"]
+
+
+def test_bench_solvers_json() -> None:
+    result = runner.invoke(app, ["bench", "solvers", "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    pairs = [(r["solver"], r["batch"]) for r in rows]
+    assert len(pairs) == len(set(pairs))  # one object per (solver, batch)
+    assert {s for s, _ in pairs} >= {"reference", "lapack", "thomas", "dense"}
+    assert {b for _, b in pairs} == {1, 3}
+    for batch in (1, 3):
+        group = {r["solver"]: r for r in rows if r["batch"] == batch}
+        dense = group["dense"]["seconds_per_solve"]
+        ref = group["reference"]["seconds_per_solve"]
+        for r in group.values():
+            assert r["k"] == 33 and r["dtype"] == "complex128" and r["threads"] == 1
+            assert r["seconds_per_solve"] > 0
+            assert r["vs_dense"] == pytest.approx(dense / r["seconds_per_solve"], rel=1e-12)
+            assert r["vs_reference"] == pytest.approx(ref / r["seconds_per_solve"], rel=1e-12)
+        assert group["dense"]["vs_dense"] == group["reference"]["vs_reference"] == 1.0
+
+
+def test_bench_solvers_table_and_dtype() -> None:
+    result = runner.invoke(app, ["bench", "solvers", "--dtype", "complex64", "--threads", "2",
+                                 *FAST])
+    assert result.exit_code == 0, result.output
+    for text in ("µs per solve", "× vs dense", "× vs reference", "lapack", "thomas",
+                 "complex64", "2 thread(s)"):
+        assert text in result.stdout
+    assert torch.get_num_threads() >= 1  # restored, still valid
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_bench_cuda_without_cuda_is_one_red_line() -> None:
+    result = runner.invoke(app, ["bench", "solvers", "--device", "cuda", *FAST])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--device cuda: no CUDA device" in lines[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batches", "1,x"], "--batches: 'x' is not a batch size"),
+    (["--batches", "0"], "--batches: '0' is not a batch size"),
+    (["--device", "tpu"], "--device must be cpu or cuda"),
+    (["--dtype", "int8"], "--dtype must be one of"),
+    (["--threads", "0"], "--threads must be >= 1"),
+])
+def test_bench_bad_options(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["bench", "solvers", *FAST, *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_bench_library_sub_batches_dense_and_restores_threads() -> None:
+    before = torch.get_num_threads()
+    rows = bench_solvers(k=17, batches=(3,), solvers=["thomas", "dense"], dense_max_batch=2,
+                         repeats=2, threads=1)
+    assert torch.get_num_threads() == before
+    by = {r["solver"]: r for r in rows}
+    assert set(by) == {"thomas", "dense"}
+    assert by["dense"]["systems_timed"] == 2 and by["dense"]["note"] == "timed on 2 of 3 systems"
+    assert by["thomas"]["systems_timed"] == 3 and by["thomas"]["note"] == ""
+    assert all(r["repeats"] == 2 and math.isnan(r["vs_reference"]) for r in rows)
+    with pytest.raises(ValueError, match=r"solver\(s\) \['triton'\] cannot run on cpu"):
+        bench_solvers(solvers=["triton"], k=5, batches=(1,))
+    with pytest.raises(ValueError, match=r"batch sizes must be >= 1, got \[0\]"):
+        bench_solvers(k=5, batches=(0,))
+
+
+def test_random_systems_are_hermitian_positive_definite() -> None:
+    lower, diag, upper, rhs = random_systems(4, 9, torch.complex128, seed=1)
+    assert torch.equal(upper, lower.conj())
+    mat = torch.diag_embed(diag) + torch.diag_embed(lower, -1) + torch.diag_embed(upper, 1)
+    assert torch.allclose(mat, mat.mH)
+    assert torch.linalg.eigvalsh(mat).min() > 0
+    x = solve_reference(lower, diag, upper, rhs)
+    assert torch.allclose(mat @ x.unsqueeze(-1), rhs.unsqueeze(-1))
