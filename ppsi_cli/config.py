@@ -160,6 +160,7 @@ class TrainConfig:
     ckpt_every: int = 500
     device: str = "cpu"
     amp: bool = True
+    init_from: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     stft: StftConfig = field(default_factory=StftConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)

@@ -21,7 +21,7 @@ AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
 
 
 @pytest.fixture(scope="module")
-def speech() -> tuple[np.ndarray, int]:
+def clip() -> tuple[np.ndarray, int]:
     x, sr = read_audio(AUDIO / "arctic_a0007.wav")
     assert sr == 16000
     return x.astype(np.float64), sr
@@ -42,8 +42,8 @@ def random_phase(x: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=["noise", "random_phase"])
-def pair(request, speech):
-    x, sr = speech
+def pair(request, clip):
+    x, sr = clip
     est = noisy(x, 10.0) if request.param == "noise" else random_phase(x)
     return x, est, sr
 
@@ -98,15 +98,15 @@ def test_si_sdr_matches_definition(pair):
     assert M.si_sdr(x, y, sr) == pytest.approx(10 * np.log10(rho**2 / (1 - rho**2)), abs=1e-8)
 
 
-def test_si_sdr_is_scale_invariant(speech):
-    x, sr = speech
+def test_si_sdr_is_scale_invariant(clip):
+    x, sr = clip
     y = noisy(x, 5.0)
     assert M.si_sdr(x, 0.3 * y, sr) == pytest.approx(M.si_sdr(x, y, sr), abs=1e-9)
     assert M.si_sdr(x, y, sr) == pytest.approx(5.0, abs=0.2)
 
 
-def test_identical_signals(speech):
-    x, sr = speech
+def test_identical_signals(clip):
+    x, sr = clip
     assert M.estoi(x, x, sr) == pytest.approx(1.0, abs=1e-9)
     assert M.stoi(x, x, sr) == pytest.approx(1.0, abs=1e-9)
     assert M.lsc(x, x, sr) == -M.DB_LIMIT == -120.0  # the documented floor
@@ -114,8 +114,8 @@ def test_identical_signals(speech):
     assert M.pesq_wb(x, x, sr) > 4.5
 
 
-def test_resampled_input_and_notice(speech):
-    x, sr = speech
+def test_resampled_input_and_notice(clip):
+    x, sr = clip
     y = noisy(x, 10.0)
     x44, y44 = resample_poly(x, 441, 160), resample_poly(y, 441, 160)
     assert M.pesq_wb(x44, y44, 44100) == pesq(
@@ -130,8 +130,8 @@ def test_resampled_input_and_notice(speech):
     assert M.resample_notice("estoi", 44100) is None
 
 
-def test_length_rule(speech):
-    x, sr = speech
+def test_length_rule(clip):
+    x, sr = clip
     y = noisy(x, 10.0)
     longer = np.concatenate([y, np.zeros(int(0.05 * len(x)))])
     assert M.si_sdr(x, longer, sr) == M.si_sdr(x, y, sr)  # truncated to the shorter
@@ -142,8 +142,8 @@ def test_length_rule(speech):
 
 
 @pytest.mark.parametrize("name", list(M.METRICS))
-def test_unscorable_pairs_raise(speech, name):
-    x, sr = speech
+def test_unscorable_pairs_raise(clip, name):
+    x, sr = clip
     fn = M.METRICS[name].fn
     with pytest.raises(M.MetricError, match="estimate is silent"):
         fn(x, np.zeros_like(x), sr)
@@ -155,8 +155,8 @@ def test_unscorable_pairs_raise(speech, name):
         fn(x, np.where(np.arange(len(x)) == 5, np.nan, x), sr)
 
 
-def test_stoi_too_few_frames_is_an_error_not_1e5(speech):
-    x, sr = speech
+def test_stoi_too_few_frames_is_an_error_not_1e5(clip):
+    x, sr = clip
     # 0.6 s that is mostly -60 dB: pystoi drops the quiet frames and would return 1e-5
     start = int(np.argmax(np.abs(x)))
     ref = np.full(int(0.6 * sr), 1e-3)
@@ -173,8 +173,8 @@ def test_parse_metrics():
         M.parse_metrics(" , ")
 
 
-def test_io_round_trip(speech, tmp_path):
-    x, sr = speech
+def test_io_round_trip(clip, tmp_path):
+    x, sr = clip
     stereo = np.stack([x, 0.5 * x]).astype(np.float32)
     write_wav_atomic(tmp_path / "s.flac", stereo, sr)
     mono, sr2 = read_audio(tmp_path / "s.flac")

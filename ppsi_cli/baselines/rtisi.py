@@ -6,17 +6,27 @@ magnitude spectra" (IEEE TASLP 15, 2007); RTISI (Beauregard, Zhu & Wyse 2005) is
 A buffer holds the time-domain frames (synthesis-windowed) that overlap the ``lookahead + 1``
 uncommitted frames. Per new magnitude frame, ``n_iter`` sweeps run over the uncommitted frames,
 newest to oldest: partial overlap-add at the frame -> analysis window -> FFT -> impose the
-magnitude -> IFFT -> synthesis window. The newest frame has no successors yet, so its partial
-reconstruction fades out towards its end; it is analysed with an asymmetric window, the sum of the
-synthesis windows of the frames that overlap it (before its first estimate exists, without its own
-window). Then the oldest uncommitted frame is committed. Latency: ``lookahead`` frames plus the
-STFT's own frame.
+magnitude -> IFFT -> synthesis window. Then the oldest uncommitted frame is committed.
+Latency: ``lookahead`` frames plus the STFT's own frame.
 
-Where the partial reconstruction is exactly silent (first frame, onset after digital silence),
-the phase falls back to that of an impulse at the window centre, so a frame after silence is
-never synthesised silent (a known failure of a public implementation, whose zero phase puts the
-energy at the frame edges, where the window is 0). Optional momentum applies the fast
-Griffin-Lim update per frame (Perraudin et al. 2013).
+Asymmetric window. The newest frame has no successors yet: if the earlier frames are right, its
+partial reconstruction is s(n) rho(n), with rho(n) the sum of the squared windows present over the
+steady-state sum (1 at the start of the frame, falling to w^2/sum at its end, 0 over the last hop
+before its own first estimate). It is analysed with w rho / (rho^2 + eps^2), eps = 0.1: the
+analysis window w wherever the overlap is complete enough, tapering off where it is not.
+(Measured on arctic_a0007 / a0009, LA 3, 5 sweeps, no momentum, spectral convergence: plain window
+-21.1 / -25.5 dB, ltfat's summed-window variant -18.1 / -22.0 dB, this one -22.5 / -27.6 dB.)
+
+Momentum (*chosen*, default 0.7): each projection of a frame z_i is extrapolated as
+z_i + momentum (z_i - z_{i-1}) (fast Griffin-Lim, Perraudin et al. 2013, applied per frame), the
+committed frame gets its magnitude back. momentum = 0 is Zhu et al.'s original. Measured (LA 3,
+5 sweeps, a0007 / a0009): WB-PESQ 3.29 / 3.41 and spectral convergence -22.5 / -27.6 dB at 0;
+3.69 / 3.92 and -27.3 / -33.2 dB at 0.7; 0.9 and above diverge (-10 dB at 0.99).
+
+Silence. Where the partial reconstruction is exactly silent (first frame, onset after digital
+silence) the phase falls back to that of an impulse at the window centre, so a frame after
+silence is never synthesised silent (zero phase would put its energy at the frame edges, where
+the window is 0: a known failure of a public implementation, silent forever after a gap).
 """
 
 from __future__ import annotations
@@ -31,6 +41,13 @@ from .griffin_lim import _check_mag
 from .pghi import Chunk
 
 FALLBACK = 1e-9  # weight of the centred-impulse phase, relative to the frame's peak magnitude
+MOMENTUM = 0.7
+OVERLAP_EPS = 0.1  # the asymmetric window stops compensating where the overlap falls below this
+
+
+def _compensating(w: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """Analysis window w rho / (rho^2 + eps^2) for a partial reconstruction s * rho."""
+    return w * rho / (rho ** 2 + OVERLAP_EPS ** 2) * (1 + OVERLAP_EPS ** 2)
 
 
 def default_lookahead(cfg: StftConfig) -> int:
@@ -48,7 +65,7 @@ class RtisiLaStream:
     """
 
     def __init__(self, cfg: StftConfig, lookahead: int | None = None, n_iter: int = 5,
-                 momentum: float = 0.0):
+                 momentum: float = MOMENTUM):
         lookahead = default_lookahead(cfg) if lookahead is None else lookahead
         if lookahead < 0:
             raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
@@ -69,90 +86,90 @@ class RtisiLaStream:
         cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
         self._lead = tuple(mag.shape[:-1])
         b, la1 = math.prod(self._lead), self.lookahead + 1
-        self._frames = torch.zeros(b, self._back + la1, n, dtype=dtype, device=dev)
-        self._mags = torch.zeros(b, la1, cfg.n_bins, dtype=dtype, device=dev)
-        self._specs = torch.zeros(b, la1, cfg.n_bins, dtype=cdtype, device=dev)
-        self._prev = torch.zeros(b, la1, cfg.n_bins, dtype=cdtype, device=dev)  # momentum
+        # per buffer slot, oldest first: windowed time frames (B, N); uncommitted ones also keep
+        # their magnitude (B, F) and, for the momentum, their last projection (B, F)
+        self._frames = [torch.zeros(b, n, dtype=dtype, device=dev)
+                        for _ in range(self._back + la1)]
+        self._mags = [torch.zeros(b, cfg.n_bins, dtype=dtype, device=dev) for _ in range(la1)]
+        self._prev: list[torch.Tensor | None] = [None] * la1
         self._win = window(cfg, dtype, dev)
-        # overlap-add -> signal: the steady window-square sum (frames start on the hop grid)
-        self._norm = _wsum_period(cfg, dtype, dev).repeat(-(-n // hop))[:n]
-        # asymmetric analysis windows of the newest frame: the synthesis windows of the frames
-        # overlapping it from the past, without (first sweep) and with its own
         w64 = window(cfg, torch.float64)
+        # overlap-add -> signal: the steady window-square sum (frames start on the hop grid)
+        steady = _wsum_period(cfg, torch.float64, None).repeat(-(-n // hop))[:n]
+        self._ana = (w64 / steady).to(dtype=dtype, device=dev)
+        # asymmetric analysis windows of the newest frame (see the module docstring)
         past = torch.zeros(n, dtype=torch.float64)
         for d in range(1, self._back + 1):
-            past[: n - d * hop] += w64[d * hop:]
-        both = past + w64
-        self._asym_first = (past / both.max()).to(dtype=dtype, device=dev)
-        self._asym = (both / both.max()).to(dtype=dtype, device=dev)
+            past[: n - d * hop] += w64[d * hop:] ** 2
+        first = _compensating(w64, past / steady)
+        later = _compensating(w64, (past + w64 ** 2) / steady)
+        self._asym_first = (first / steady).to(dtype=dtype, device=dev)
+        self._asym = (later / steady).to(dtype=dtype, device=dev)
         k = torch.arange(cfg.n_bins, dtype=torch.float64)
         centre = torch.polar(torch.ones_like(k), -math.pi * k * cfg.win_length / n)
         self._centre = centre.to(dtype=cdtype, device=dev)
 
-    def _signal(self) -> torch.Tensor:
-        """Overlap-add (not yet normalised) of the buffer, (B, (S - 1) * hop + N)."""
-        fr = self._frames
-        b, s, n = fr.shape
-        hop = self.cfg.hop_length
-        total = (s - 1) * hop + n
-        y = torch.nn.functional.fold(fr.transpose(1, 2), (1, total), (1, n), stride=(1, hop))
-        return y.reshape(b, total)
+    def _update(self, segs: list[torch.Tensor], slot: int, ana: torch.Tensor,
+                delta: torch.Tensor) -> torch.Tensor:
+        """Project the uncommitted frame in buffer ``slot``; returns its new spectrum (B, F).
 
-    def _update(self, sig: torch.Tensor, slot: int, ana: torch.Tensor, first: bool) -> None:
-        """One projection of the uncommitted frame in buffer ``slot``, in place."""
-        cfg, n, hop = self.cfg, self.cfg.n_fft, self.cfg.hop_length
+        ``segs`` are views of the running overlap-add, one per slot; ``ana`` is the analysis
+        window over the window-square sum; ``delta`` (B, F) weighs the fallback phase.
+        """
+        n, hop = self.cfg.n_fft, self.cfg.hop_length
         u = slot - self._back
-        start = slot * hop
-        seg = sig[:, start:start + n] / self._norm
+        seg = segs[slot]
         # samples outside the signal (the padding) are known zeros
-        pos = (self._pushed - self._frames.shape[1] + slot) * hop  # padded index of the frame
-        lo = min(max(cfg.pad - pos, 0), n)
+        pos = (self._pushed - len(self._frames) + slot) * hop  # padded index of the frame
+        lo = min(max(self.cfg.pad - pos, 0), n)
         hi = n if self._end is None else min(max(self._end - pos, 0), n)
         if lo > 0 or hi < n:
             seg = torch.nn.functional.pad(seg[:, lo:hi], (lo, n - hi))
-        mag = self._mags[:, u]
-        spec = torch.fft.rfft(seg * ana, dim=-1)
-        spec = spec + (FALLBACK * mag.amax(-1, keepdim=True)) * self._centre
-        z = torch.polar(mag, torch.angle(spec))
+        spec = torch.fft.rfft(seg * ana, dim=-1).add_(delta)
+        z = torch.polar(self._mags[u], torch.angle(spec))
         if self.momentum:
-            proj = z
-            if not first:
-                z = proj + self.momentum * (proj - self._prev[:, u])
-            self._prev[:, u] = proj
-        new = self._win * torch.fft.irfft(z, n=n, dim=-1)
-        sig[:, start:start + n] += new - self._frames[:, slot]
-        self._frames[:, slot] = new
-        self._specs[:, u] = z
+            proj, prev = z, self._prev[u]
+            if prev is not None:
+                z = torch.add(proj * (1 + self.momentum), prev, alpha=-self.momentum)
+            self._prev[u] = proj
+        new = torch.fft.irfft(z, n=n, dim=-1).mul_(self._win)
+        segs[slot].add_(new).sub_(self._frames[slot])
+        self._frames[slot] = new
+        return z
 
     def _step(self, mag: torch.Tensor) -> Chunk:
         """Shift in ``mag`` (B, F), iterate, commit the oldest uncommitted frame."""
-        self._frames = torch.roll(self._frames, -1, dims=1)
-        self._frames[:, -1] = 0
-        for buf in (self._mags, self._specs, self._prev):
-            buf[:] = torch.roll(buf, -1, dims=1)
-            buf[:, -1] = 0
-        self._mags[:, -1] = mag
+        cfg, n, hop = self.cfg, self.cfg.n_fft, self.cfg.hop_length
+        self._frames = self._frames[1:] + [torch.zeros_like(self._frames[0])]
+        self._mags = self._mags[1:] + [mag]
+        self._prev = self._prev[1:] + [None]
         self._pushed += 1
-        sig = self._signal()
-        newest = self._frames.shape[1] - 1
+        slots = len(self._frames)
+        total = (slots - 1) * hop + n
+        sig = torch.nn.functional.fold(torch.stack(self._frames, -1), (1, total), (1, n),
+                                       stride=(1, hop)).reshape(-1, total)
+        segs = [sig[:, i * hop:i * hop + n] for i in range(slots)]
+        peaks = torch.stack(self._mags, 1).amax(-1, keepdim=True)  # (B, LA + 1, 1)
+        delta = (FALLBACK * peaks) * self._centre
+        newest = slots - 1
         for it in range(self.n_iter):
-            self._update(sig, newest, self._asym_first if it == 0 else self._asym, it == 0)
+            ana = self._asym_first if it == 0 else self._asym
+            z = self._update(segs, newest, ana, delta[:, -1])
             for slot in range(newest - 1, self._back - 1, -1):
-                self._update(sig, slot, self._win, False)
-        index = self._pushed - 1 - self.lookahead  # frame to commit
-        if index < 0 or (self._end is not None and index * self.cfg.hop_length >= self._end):
+                z = self._update(segs, slot, self._ana, delta[:, slot - self._back])
+        index = self._pushed - 1 - self.lookahead  # frame to commit: the oldest uncommitted
+        if index < 0 or (self._end is not None and index * hop >= self._end):
             return self._empty()
-        z = self._specs[:, 0].clone()  # the buffers are updated in place
-        if self.momentum:  # the committed frame has the given magnitude; keep it in the buffer
-            z = torch.polar(self._mags[:, 0], torch.angle(z))
-            self._frames[:, self._back] = self._win * torch.fft.irfft(z, n=self.cfg.n_fft, dim=-1)
-        frame = z.reshape(*self._lead, -1)
+        if self.momentum:  # the committed frame has its magnitude; the buffer keeps it too
+            z = torch.polar(self._mags[0], torch.angle(z))
+            self._frames[self._back] = torch.fft.irfft(z, n=n, dim=-1).mul_(self._win)
+        frame = z.reshape(*self._lead, cfg.n_bins)
         return Chunk(self._ola.push(frame), frame.unsqueeze(-1))
 
     def _empty(self) -> Chunk:
         lead = self._lead or ()
-        f = self._specs.new_zeros(*lead, self.cfg.n_bins, 0)
-        return Chunk(self._mags.new_zeros(*lead, 0), f)
+        f = self._centre.new_zeros(*lead, self.cfg.n_bins, 0)
+        return Chunk(self._win.new_zeros(*lead, 0), f)
 
     def push(self, mag: torch.Tensor) -> Chunk:
         """Add magnitude frame (..., F); return the committed frame and the final samples."""
@@ -179,14 +196,14 @@ class RtisiLaStream:
             self._end = 0
             return Chunk(torch.zeros(0), torch.zeros(self.cfg.n_bins, 0, dtype=torch.complex64))
         self._end = self._pushed * self.cfg.hop_length
-        silent = self._mags.new_zeros(self._mags.shape[0], self.cfg.n_bins)
+        silent = torch.zeros_like(self._mags[0])
         chunks = [self._step(silent) for _ in range(self.lookahead)] or [self._empty()]
         return Chunk(torch.cat([c.samples for c in chunks], -1),
                      torch.cat([c.frames for c in chunks], -1))
 
 
 def rtisi_la_stft(mag: torch.Tensor, cfg: StftConfig, lookahead: int | None = None,
-                  n_iter: int = 5, momentum: float = 0.0) -> torch.Tensor:
+                  n_iter: int = 5, momentum: float = MOMENTUM) -> torch.Tensor:
     """RTISI-LA complex STFT (..., F, T) from magnitudes (..., F, T), run as the stream does."""
     _check_mag(mag, cfg)
     stream = RtisiLaStream(cfg, lookahead, n_iter, momentum)
@@ -195,7 +212,7 @@ def rtisi_la_stft(mag: torch.Tensor, cfg: StftConfig, lookahead: int | None = No
 
 
 def rtisi_la(mag: torch.Tensor, cfg: StftConfig, lookahead: int | None = None, n_iter: int = 5,
-             momentum: float = 0.0, length: int | None = None) -> torch.Tensor:
+             momentum: float = MOMENTUM, length: int | None = None) -> torch.Tensor:
     """RTISI-LA waveform (..., L) from magnitudes (..., F, T); see :class:`RtisiLaStream`.
 
     ``lookahead`` defaults to ceil(win_length / hop_length) - 1; ``n_iter`` sweeps per frame.
@@ -203,7 +220,7 @@ def rtisi_la(mag: torch.Tensor, cfg: StftConfig, lookahead: int | None = None, n
     return istft(rtisi_la_stft(mag, cfg, lookahead, n_iter, momentum), cfg, length)
 
 
-def rtisi(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 5, momentum: float = 0.0,
+def rtisi(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 5, momentum: float = MOMENTUM,
           length: int | None = None) -> torch.Tensor:
     """RTISI: :func:`rtisi_la` without look-ahead."""
     return rtisi_la(mag, cfg, 0, n_iter, momentum, length)

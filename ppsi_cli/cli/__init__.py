@@ -35,7 +35,7 @@ def _root(
 
 def _register() -> None:
     # Each module adds its commands to ``app`` (or a sub-app) on import.
-    from . import bench, score, train  # noqa: F401  (TODO: add invert once cli/invert.py exists)
+    from . import bench, invert, score, train  # noqa: F401
 
 
 _register()

@@ -62,6 +62,8 @@ def train(
     gpus: int = typer.Option(0, min=0, help="Train on N GPUs (one process each, NCCL)."),
     procs: int = typer.Option(1, min=1, help="CPU processes (gloo), when not using GPUs."),
     resume: Optional[Path] = typer.Option(None, help="Checkpoint to continue from."),
+    init_from: Optional[Path] = typer.Option(None, help="Start from these weights (an online "
+                                             "model initialises a strided one)."),
 ) -> None:
     """Train the phase-difference CNN; writes OUT/weights.pt, checkpoints, config.json, train.log."""
     import torch
@@ -75,10 +77,12 @@ def train(
     try:
         cfg = TrainConfig(
             data=str(data), out=str(out), val_data=str(val_data) if val_data else None,
-            segment_seconds=segment_seconds, batch_size=batch_size, lr=lr, loss_weight=loss_weight,
+            segment_seconds=segment_seconds, batch_size=batch_size, lr=lr,
+            loss_weight=loss_weight,
             warmup_steps=warmup_steps, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
             log_every=log_every, val_every=val_every, eval_every=eval_every,
             ckpt_every=ckpt_every, device="cuda" if gpus else "cpu",
+            init_from=str(init_from) if init_from else None,
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
                               blocks=blocks, strided=strided),
             stft=StftConfig(), solver=SolverConfig(p=p, g=g))

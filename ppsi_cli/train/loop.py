@@ -83,7 +83,10 @@ class Trainer:
                  train: Corpus, val: Corpus):
         self.cfg, self.info, self.device = cfg, info, device
         torch.manual_seed(cfg.seed)
-        self.net = PhaseDiffNet(cfg.model).to(device)
+        self.net = PhaseDiffNet(cfg.model)
+        if cfg.init_from:
+            init_from_weights(self.net, cfg.init_from)
+        self.net.to(device)
         self.model = self.net
         if info.world > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -163,6 +166,29 @@ class Trainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.step = int(ckpt["step"])
+
+
+def init_from_weights(net: PhaseDiffNet, path: str) -> None:
+    """Start from a trained model's weights; an online head initialises both halves of a
+    strided head (frames t-1 and t), which makes fine-tuning the strided variant cheap."""
+    from ..weights import load_weights
+
+    try:
+        src = load_weights(path).net.state_dict()
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainError(f"--init-from: {exc}") from None
+    dst = net.state_dict()
+    for name, value in src.items():
+        if name not in dst:
+            raise TrainError(f"--init-from {path}: layer {name} does not exist in this model")
+        if dst[name].shape == value.shape:
+            dst[name] = value
+        elif name.startswith("head.") and dst[name].shape[0] == 2 * value.shape[0]:
+            dst[name] = torch.cat([value, value])
+        else:
+            raise TrainError(f"--init-from {path}: layer {name} has shape "
+                             f"{tuple(value.shape)}, this model needs {tuple(dst[name].shape)}")
+    net.load_state_dict(dst)
 
 
 def _compatible(saved: dict[str, Any], cfg: TrainConfig) -> str | None:

@@ -1,0 +1,129 @@
+"""``ppsi invert`` (spectrograms or audio -> WAV) and ``ppsi spec`` (audio -> spectrogram files)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import app
+from .common import err, fail, out
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    return i, n
+
+
+@app.command()
+def invert(
+    inputs: Path = typer.Argument(..., help="A spectrogram/audio file or a folder (recursive)."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the input tree)."),
+    method: str = typer.Option("ppsi", help="ppsi | ppsi-strided | oracle | rtisi-la | rtisi | "
+                                            "griffin-lim | pghi | rtpghi"),
+    weights: Optional[Path] = typer.Option(None, help="Weights file (default: shipped weights)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    iters: int = typer.Option(32, min=1, help="Griffin-Lim iterations."),
+    momentum: float = typer.Option(0.99, help="Fast Griffin-Lim momentum (0: plain GL)."),
+    refine: int = typer.Option(0, min=0, help="Fast Griffin-Lim iterations warm-started from the "
+                                              "ppsi phase (offline, best quality)."),
+    subtype: str = typer.Option("PCM_16", help="PCM_16 | PCM_24 | FLOAT"),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip existing outputs."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Files inverted together "
+                                                               "(default 1 on CPU, 16 on GPU)."),
+    shard: str = typer.Option("0/1", help="Process shard I of N of the sorted file list."),
+    gpus: int = typer.Option(0, min=0, help="One process per GPU over shards."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the summary here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no per-file lines."),
+) -> None:
+    """Invert magnitude spectrograms (.npy/.npz/.pt) or audio (wav/flac/ogg) into WAV files."""
+    import torch
+
+    from ..batch import InvertOptions, Summary, find_inputs, run_batch, run_sharded
+
+    try:
+        i, n = _parse_shard(shard)
+        dev = "cuda" if gpus else device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        options = InvertOptions(method=method, weights=str(weights) if weights else None,
+                                device=dev, iters=iters, momentum=momentum, refine=refine,
+                                subtype=subtype, force=force, skip_existing=skip_existing,
+                                batch_size=batch_size or (16 if dev.startswith("cuda") else 1),
+                                shard=(i, n))
+        total = len(find_inputs(inputs))
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    if gpus and gpus > torch.cuda.device_count():
+        raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
+
+    progress = Progress(TextColumn("[bold]inverting"), BarColumn(), TextColumn("{task.completed}"
+                        "/{task.total} files"), TextColumn("{task.fields[speed]}"),
+                        TimeRemainingColumn(), console=err, disable=quiet, transient=True)
+    task = progress.add_task("files", total=total, speed="")
+    audio = {"seconds": 0.0, "start": time.perf_counter()}
+
+    def on_event(e: dict) -> None:
+        if e["event"] == "start":
+            progress.update(task, total=e["files"])
+        elif e["event"] == "file":
+            if e["status"] == "failed":
+                err.print(f"[red]failed[/] {e['input']}: {e['error']}", highlight=False)
+            elif not quiet:
+                for note in e["notices"]:
+                    err.print(f"[yellow]notice[/] {e['input']}: {note}", highlight=False)
+            audio["seconds"] += e["audio_seconds"]
+            rate = audio["seconds"] / max(time.perf_counter() - audio["start"], 1e-9)
+            progress.update(task, advance=1, speed=f"{rate:.1f} audio s/s")
+
+    try:
+        with progress:
+            if gpus:
+                summary: Summary = run_sharded(inputs, out_dir, options, gpus, on_event)
+            else:
+                summary = run_batch(inputs, out_dir, options, on_event)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    line = (f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped; "
+            f"{summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
+            f"({summary.realtime_factor:.1f}x real time)")
+    if not quiet:
+        out.print(line, highlight=False)
+    if json_file:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def spec(
+    inputs: Path = typer.Argument(..., help="An audio file or a folder of audio (recursive)."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the tree)."),
+    fmt: str = typer.Option("npz", "--format", help="npz (with STFT metadata) | npy | pt"),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+) -> None:
+    """Write magnitude spectrograms of audio with the model's STFT (how inputs are made)."""
+    from ..batch import make_spectrograms
+
+    if fmt not in ("npz", "npy", "pt"):
+        raise fail(f"--format must be npz, npy or pt, got {fmt!r}")
+    try:
+        results = make_spectrograms(inputs, out_dir, fmt, force)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        err.print(f"[red]failed[/] {r.input}: {r.error}", highlight=False)
+    out.print(f"{len(results) - len(failed)} spectrogram(s) written to {out_dir}, "
+              f"{len(failed)} failed", highlight=False)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,154 @@
+"""Spectrogram files: read ``.npy`` / ``.npz`` / ``.pt`` safely (never unpickling), write them.
+
+- ``.npy``: a real array ``(bins, frames)`` of linear magnitudes.
+- ``.npz``: key ``magnitude`` ``(bins, frames)``; optional scalars ``sample_rate``, ``n_fft``,
+  ``hop_length``, ``win_length``, ``window`` and ``scale`` in ``linear`` (|X|), ``power`` (|X|^2),
+  ``log`` (natural log of |X|) or ``db`` (20 log10 |X|).
+- ``.pt``: a real tensor ``(bins, frames)`` saved with ``torch.save`` (loaded ``weights_only``).
+A leading dimension of size 1 is dropped. Metadata that disagrees with the model's STFT is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import StftConfig
+
+SPEC_EXTS = (".npy", ".npz", ".pt")
+SCALES = ("linear", "power", "log", "db")
+_META_KEYS = ("sample_rate", "n_fft", "hop_length", "win_length", "window")
+
+
+class SpecError(ValueError):
+    """A spectrogram file that cannot be used; the message names the problem."""
+
+
+@dataclass
+class Spectrogram:
+    magnitude: np.ndarray  # (bins, frames), linear, float32
+    meta: dict = field(default_factory=dict)
+
+
+def _to_linear(x: np.ndarray, scale: str) -> np.ndarray:
+    if scale == "linear":
+        return x
+    if scale == "power":
+        if (x < 0).any():
+            raise SpecError("power spectrogram has negative values")
+        return np.sqrt(x)
+    if scale == "log":
+        return np.exp(x)
+    return np.power(10.0, x / 20.0)  # db
+
+
+def _scalar(value: np.ndarray, key: str):
+    if value.shape != ():
+        raise SpecError(f"metadata {key!r} must be a scalar, got shape {value.shape}")
+    return value.item()
+
+
+def read_spectrogram(path: str | Path) -> Spectrogram:
+    """Read a spectrogram file as linear magnitudes; raises :class:`SpecError` with the reason."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    meta: dict = {}
+    try:
+        if ext == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif ext == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if "magnitude" not in z.files:
+                    raise SpecError(f"no 'magnitude' array (keys: {sorted(z.files)})")
+                arr = z["magnitude"]
+                for key in (*_META_KEYS, "scale"):
+                    if key in z.files:
+                        meta[key] = _scalar(z[key], key)
+        elif ext == ".pt":
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(obj, torch.Tensor):
+                raise SpecError(f"holds a {type(obj).__name__}, expected a tensor (bins, frames)")
+            arr = obj.detach().numpy()
+        else:
+            raise SpecError(f"unknown spectrogram extension {ext!r} (use {', '.join(SPEC_EXTS)})")
+    except SpecError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise SpecError("contains pickled Python objects; refused (save plain arrays)") from exc
+        raise SpecError(f"unreadable ({exc})") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise SpecError(f"unreadable or truncated ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # e.g. torch's UnpicklingError for non-tensor pickles
+        raise SpecError(f"refused ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+    if arr.dtype.kind == "c":
+        raise SpecError("is complex; save magnitudes (np.abs of the STFT)")
+    if arr.dtype.kind not in "fiu":
+        raise SpecError(f"has dtype {arr.dtype}; expected real numbers")
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise SpecError(f"has shape {arr.shape}; expected (bins, frames)")
+    if arr.size == 0:
+        raise SpecError(f"is empty (shape {arr.shape})")
+    scale = str(meta.get("scale", "linear"))
+    if scale not in SCALES:
+        raise SpecError(f"scale {scale!r} unknown; use one of {SCALES}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise SpecError(f"contains {'NaN' if np.isnan(arr).any() else 'Inf'} values")
+    mag = _to_linear(arr, scale)
+    if not np.isfinite(mag).all():
+        raise SpecError(f"{scale} values overflow when converted to linear magnitude")
+    return Spectrogram(mag.astype(np.float32), meta)
+
+
+def check_against(spec: Spectrogram, cfg: StftConfig) -> None:
+    """Refuse a spectrogram whose shape or metadata does not match the model's STFT."""
+    for key in _META_KEYS:
+        if key in spec.meta and spec.meta[key] != getattr(cfg, key):
+            raise SpecError(f"{key}={spec.meta[key]!r} but the model expects "
+                            f"{key}={getattr(cfg, key)!r}")
+    bins, frames = spec.magnitude.shape
+    if bins != cfg.n_bins:
+        hint = f" (n_fft={2 * (bins - 1)}?)" if bins > 1 else ""
+        raise SpecError(f"has {bins} bins{hint}; the model expects {cfg.n_bins} "
+                        f"(n_fft={cfg.n_fft})")
+    need = -(-cfg.win_length // cfg.hop_length)
+    if frames < need:
+        raise SpecError(f"has {frames} frame(s); at least {need} are needed to make audio "
+                        f"(win_length {cfg.win_length} / hop {cfg.hop_length})")
+    if (spec.magnitude < 0).any():
+        raise SpecError(f"has negative magnitudes (min {spec.magnitude.min():.3g}); "
+                        "expected linear magnitudes or set scale in an .npz")
+
+
+def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
+                      fmt: str | None = None) -> Path:
+    """Write linear magnitudes ``(bins, frames)`` atomically as npz (with metadata), npy or pt."""
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            if fmt == "npz":
+                np.savez(f, magnitude=magnitude.astype(np.float32), scale="linear",
+                         **{k: getattr(cfg, k) for k in _META_KEYS})
+            elif fmt == "npy":
+                np.save(f, magnitude.astype(np.float32), allow_pickle=False)
+            elif fmt == "pt":
+                torch.save(torch.from_numpy(np.ascontiguousarray(magnitude, np.float32)), f)
+            else:
+                raise ValueError(f"unknown spectrogram format {fmt!r}; use npz, npy or pt")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
