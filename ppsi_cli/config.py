@@ -152,6 +152,7 @@ class TrainConfig:
     warmup_steps: int = 500
     max_steps: int = 20000
     max_minutes: float | None = None
+    stop_after: int | None = None
     seed: int = 0
     log_every: int = 50
     val_every: int = 500

@@ -23,10 +23,11 @@ committed frame gets its magnitude back. momentum = 0 is Zhu et al.'s original. 
 5 sweeps, a0007 / a0009): WB-PESQ 3.29 / 3.41 and spectral convergence -22.5 / -27.6 dB at 0;
 3.69 / 3.92 and -27.3 / -33.2 dB at 0.7; 0.9 and above diverge (-10 dB at 0.99).
 
-Silence. Where the partial reconstruction is exactly silent (first frame, onset after digital
-silence) the phase falls back to that of an impulse at the window centre, so a frame after
-silence is never synthesised silent (zero phase would put its energy at the frame edges, where
-the window is 0: a known failure of a public implementation, silent forever after a gap).
+Silence. A phase is always taken as the angle of the analysed spectrum, never by normalising it
+(x / |x| with 0 -> 0 imposes zero magnitude: after digital silence the partial reconstruction is
+0, and a public implementation stays silent forever). Where the analysed spectrum is exactly 0
+(first frame, onset after silence) the angle falls back to that of an impulse at the window
+centre, which the synthesis window keeps, instead of angle(0) = 0, an impulse at the frame edges.
 """
 
 from __future__ import annotations

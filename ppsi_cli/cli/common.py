@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 out = Console()  # results (stdout, pipeable)
-err = Console(stderr=True)  # progress, notices, errors
+err = Console(stderr=True, soft_wrap=True)  # progress, notices, errors (one line each)
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":

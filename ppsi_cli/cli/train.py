@@ -41,6 +41,8 @@ def train(
     strided: bool = typer.Option(False, help="Train the strided (+1 hop look-ahead) variant."),
     max_steps: int = typer.Option(TrainConfig.max_steps, min=1),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this wall time."),
+    stop_after: Optional[int] = typer.Option(None, min=1, help="Stop at this step (checkpoint "
+                                             "kept; the schedule still runs to --max-steps)."),
     batch_size: int = typer.Option(TrainConfig.batch_size, min=1),
     segment_seconds: float = typer.Option(TrainConfig.segment_seconds),
     lr: float = typer.Option(TrainConfig.lr),
@@ -80,6 +82,7 @@ def train(
             segment_seconds=segment_seconds, batch_size=batch_size, lr=lr,
             loss_weight=loss_weight,
             warmup_steps=warmup_steps, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
+            stop_after=stop_after,
             log_every=log_every, val_every=val_every, eval_every=eval_every,
             ckpt_every=ckpt_every, device="cuda" if gpus else "cpu",
             init_from=str(init_from) if init_from else None,

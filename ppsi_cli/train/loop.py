@@ -259,7 +259,7 @@ def run(cfg: TrainConfig, resume: str | None = None,
             losses.append(trainer.train_step())
             step = trainer.step
             timed_out = cfg.max_minutes is not None and (time.time() - start) > 60 * cfg.max_minutes
-            stop = dist.any_rank(timed_out, device)
+            stop = dist.any_rank(timed_out, device) or step == cfg.stop_after
             if step % cfg.log_every == 0 or stop or step == cfg.max_steps:
                 now = time.time()
                 rate = (step - s_last) / max(now - t_last, 1e-9)
@@ -277,7 +277,8 @@ def run(cfg: TrainConfig, resume: str | None = None,
                 log({"event": "checkpoint", "step": step})
             if stop:
                 break
-        result: dict[str, Any] = {"step": trainer.step}
+        result: dict[str, Any] = {"step": trainer.step,
+                                  "rank_checksums": _rank_checksums(trainer.net, device)}
         if info.is_main:
             result["val_loss"] = trainer.val_loss()
             meta = {"steps": trainer.step, "train_minutes": round(train.seconds / 60 /
@@ -292,6 +293,18 @@ def run(cfg: TrainConfig, resume: str | None = None,
         if log_file:
             log_file.close()
         dist.shutdown()
+
+
+def _rank_checksums(net: torch.nn.Module, device: torch.device) -> list[float]:
+    """A checksum of the parameters from every rank (they must be identical under DDP)."""
+    total = sum(float(p.detach().double().sum()) + float((p.detach().double() ** 2).sum())
+                for p in net.parameters())
+    if not torch.distributed.is_initialized():
+        return [total]
+    t = torch.tensor([total], dtype=torch.float64, device=device)
+    out = [torch.zeros_like(t) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(out, t)
+    return [x.item() for x in out]
 
 
 def _spawned(cfg_dict: dict[str, Any], resume: str | None, on_event) -> None:

@@ -1,0 +1,41 @@
+"""``ppsi info``: parameters, multiply-adds, STFT and latency of a model (or of both variants)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+from .common import fail, out
+
+
+@app.command()
+def info(
+    weights: Optional[Path] = typer.Option(None, help="A weights file (default: shipped ones, "
+                                           "or the default configs if none are shipped)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe the model(s): parameter count, multiply-adds per frame, STFT, latency."""
+    from ..describe import describe_default, describe_weights
+
+    try:
+        rows = [describe_weights(str(weights))] if weights else describe_default()
+    except (FileNotFoundError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        out.print_json(json.dumps(rows[0] if weights else rows))
+        return
+    for r in rows:
+        out.print(f"[bold]{r['variant']}[/] ({r['source']})", highlight=False)
+        out.print(f"  parameters          {r['parameters']:,}")
+        out.print(f"  multiply-adds/frame {r['macs_per_frame']:,} (CNN, amortised over "
+                  f"{r['frames_per_pass']} frame(s) per pass)")
+        s = r["stft"]
+        out.print(f"  STFT                {s['sample_rate']} Hz, {s['window']} "
+                  f"{s['win_length']}, hop {s['hop_length']}, n_fft {s['n_fft']}")
+        out.print(f"  latency             {r['latency_samples']} samples = "
+                  f"{r['latency_ms']:.1f} ms")
+        out.print(f"  least squares       p={r['solver']['p']}, g={r['solver']['g']}")

@@ -1,0 +1,47 @@
+"""Model facts for ``ppsi info``: parameters, multiply-adds per frame, STFT, latency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ModelConfig, SolverConfig, StftConfig
+from .model import PhaseDiffNet, count_parameters
+from .weights import load_weights, shipped_weights
+
+
+def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
+             source: str) -> dict[str, Any]:
+    """Algorithmic latency: a frame needs ``win_length`` samples; strided models wait one hop
+    more for their look-ahead frame."""
+    strided = net.cfg.strided
+    frames_per_pass = 2 if strided else 1
+    latency = stft.win_length + (stft.hop_length if strided else 0)
+    return {
+        "variant": "strided" if strided else "online",
+        "source": source,
+        "parameters": count_parameters(net),
+        "macs_per_frame": net.multiply_adds_per_frame(stft.n_bins) // frames_per_pass,
+        "frames_per_pass": frames_per_pass,
+        "latency_samples": latency,
+        "latency_ms": 1000.0 * latency / stft.sample_rate,
+        "stft": stft.to_dict(),
+        "solver": solver.to_dict(),
+        "model": net.cfg.to_dict(),
+    }
+
+
+def describe_weights(path: str) -> dict[str, Any]:
+    m = load_weights(path)
+    return describe(m.net, m.stft, m.solver, path)
+
+
+def describe_default() -> list[dict[str, Any]]:
+    """Both variants: the shipped weights where present, else the default configurations."""
+    rows = []
+    for variant in ("online", "strided"):
+        try:
+            rows.append(describe_weights(str(shipped_weights(variant))))
+        except FileNotFoundError:
+            net = PhaseDiffNet(ModelConfig(strided=variant == "strided"))
+            rows.append(describe(net, StftConfig(), SolverConfig(), "default config"))
+    return rows

@@ -1,0 +1,196 @@
+"""Training: objective, data pipeline, 2-process gloo DDP, exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from ppsi_cli.cli import app
+from ppsi_cli.config import StftConfig
+from ppsi_cli.dsp import bpd, fpd, stft
+from ppsi_cli.train.data import SegmentSampler, find_audio, load_corpus, split_files
+from ppsi_cli.train.objective import model_loss, phase_targets, von_mises_loss
+
+runner = CliRunner()
+SR = 16000
+
+
+def _tone(seconds: float, f0: float, seed: int) -> np.ndarray:
+    """A harmonic tone with a slow vibrato and amplitude modulation: learnable phase structure."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f = f0 * (1 + 0.02 * np.sin(2 * np.pi * 3 * t))
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    x = sum(np.sin(h * phase + rng.uniform(0, 2 * np.pi)) / h for h in range(1, 8))
+    return (0.2 * x * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+
+
+@pytest.fixture
+def toy_tree(tmp_path: Path) -> Path:
+    """A fake LibriSpeech tree: <speaker>/<chapter>/*.flac, plus one unreadable file."""
+    root = tmp_path / "LibriSpeech" / "train-clean-100"
+    for s, spk in enumerate(["19", "26", "32"]):
+        for c in range(2):
+            d = root / spk / f"{100 + c}"
+            d.mkdir(parents=True)
+            for u in range(2):
+                x = _tone(1.2, 110 + 40 * s + 13 * c + 7 * u, seed=s * 10 + c * 3 + u)
+                sf.write(d / f"{spk}-{100 + c}-{u:04d}.flac", x, SR)
+    (root / "26" / "100" / "26-100-9999.flac").write_bytes(b"not audio at all")
+    return root
+
+
+def _train_args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "-o", str(out), "--max-steps", str(steps),
+            "--batch-size", "4", "--segment-seconds", "0.25", "--channels", "4", "--blocks", "1",
+            "--warmup-steps", "5", "--lr", "0.01", "--log-every", "5", "--val-every", "1000",
+            "--eval-every", "0", "--ckpt-every", "1000", *extra]
+
+
+def _events(out: Path, kind: str) -> list[dict]:
+    lines = (out / "train.log").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def test_loss_is_minus_one_per_valid_bin_when_prediction_equals_target(speech):
+    x, _ = speech
+    for weighting in ("none", "magnitude"):
+        _, b, f, w_b, w_f = phase_targets(x[None, :SR].float(), StftConfig(), weighting)
+        out = torch.stack([b, torch.nn.functional.pad(f, (0, 0, 0, 1))], dim=1)
+        assert model_loss(out, b, f, w_b, w_f, strided=False).item() == pytest.approx(-1, abs=1e-6)
+        prev = torch.nn.functional.pad(out[..., :-1], (1, 0))  # column t holds frame t-1
+        out4 = torch.cat([prev, out], dim=1)
+        assert model_loss(out4, b, f, w_b, w_f, strided=True).item() == pytest.approx(-1, abs=1e-6)
+        # a prediction off by pi everywhere scores +1, by pi/2 scores 0
+        assert von_mises_loss(b + np.pi, b, w_b).item() == pytest.approx(1, abs=1e-5)
+        assert von_mises_loss(b + np.pi / 2, b, w_b).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_targets_match_phase_differences_and_mask_silence():
+    x = torch.from_numpy(_tone(1.0, 150, 0))[None]
+    x[:, 6000:10000] = 0  # digital silence in the middle
+    cfg = StftConfig()
+    _, b, f, w_b, w_f = phase_targets(x, cfg, "none")
+    spec = stft(x, cfg)
+    assert torch.equal(b, bpd(spec, cfg)) and torch.equal(f, fpd(spec))
+    silent = spec.abs().amax(dim=-2)[0] == 0
+    assert silent.any()
+    assert (w_f[0][:, silent] == 0).all() and (w_b[0][:, silent] == 0).all()
+    assert (w_b[0, :, 0] == 0).all()  # no BPD at frame 0
+    after = torch.nonzero(silent[:-1] & ~silent[1:])[0].item() + 1
+    assert (w_b[0, :, after] == 0).all()  # nor right after silence
+
+
+def test_loader_on_librispeech_tree_split_and_skips(toy_tree: Path):
+    files = find_audio(toy_tree)
+    assert len(files) == 13
+    train, val, how = split_files(files, toy_tree, 0.34, seed=0)
+    assert "speaker-disjoint" in how
+    spk = lambda ps: {p.relative_to(toy_tree).parts[0] for p in ps}  # noqa: E731
+    assert spk(train).isdisjoint(spk(val)) and len(spk(val)) == 1
+    assert sorted(train + val) == files
+    corpus = load_corpus(files, SR)
+    assert len(corpus.audio) == 12 and len(corpus.skipped) == 1
+    assert "unreadable" in corpus.skipped[0][1] and corpus.skipped[0][0].name == "26-100-9999.flac"
+    # a flat folder splits by file
+    flat = [Path(f"/x/{i}.wav") for i in range(10)]
+    tr, va, how = split_files(flat, Path("/x"), 0.2)
+    assert "by file" in how and len(va) == 2 and set(tr).isdisjoint(va)
+
+
+def test_sampler_shards_without_duplicates_and_is_deterministic():
+    audio = [np.arange(n, dtype=np.float32) for n in (4000, 2500, 9000, 3000)]
+    ranks = [SegmentSampler(audio, 500, 3, seed=1, rank=r, world=2) for r in range(2)]
+    seen = set()
+    for step in range(ranks[0].steps_per_epoch):
+        for s in ranks:
+            for i, start in s.batch_index(step):
+                assert (i, start) not in seen
+                seen.add((int(i), int(start)))
+    again = SegmentSampler(audio, 500, 3, seed=1, rank=1, world=2)
+    assert np.array_equal(again.batch(7), ranks[1].batch(7))
+
+
+def test_two_process_gloo_run_identical_weights_and_loss_decreases(toy_tree: Path, tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(app, _train_args(toy_tree, out, 60, "--procs", "2"))
+    assert res.exit_code == 0, res.output
+    done = _events(out, "done")[0]
+    sums = done["rank_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    losses = [e["loss"] for e in _events(out, "step")]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < np.mean(losses[:2]) - 0.05
+    assert (out / "weights.pt").is_file() and (out / "config.json").is_file()
+    info = runner.invoke(app, ["info", "--weights", str(out / "weights.pt"), "--json"])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["parameters"] == sum(
+        p.numel() for p in __import__("ppsi_cli.weights", fromlist=["x"]).load_weights(
+            out / "weights.pt").net.parameters())
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy_tree: Path, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert runner.invoke(app, _train_args(toy_tree, full, 16)).exit_code == 0
+    r = runner.invoke(app, _train_args(toy_tree, part, 16, "--stop-after", "7"))
+    assert r.exit_code == 0, r.output
+    assert torch.load(part / "checkpoint.pt", weights_only=True)["step"] == 7
+    r = runner.invoke(app, _train_args(toy_tree, part, 16, "--resume",
+                                       str(part / "checkpoint.pt")))
+    assert r.exit_code == 0, r.output
+    a = torch.load(full / "weights.pt", weights_only=True)["state_dict"]
+    b = torch.load(part / "weights.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_strided_init_from_online(toy_tree: Path, tmp_path):
+    online = tmp_path / "online"
+    assert runner.invoke(app, _train_args(toy_tree, online, 3)).exit_code == 0
+    strided = tmp_path / "strided"
+    r = runner.invoke(app, _train_args(toy_tree, strided, 3, "--strided", "--init-from",
+                                       str(online / "weights.pt")))
+    assert r.exit_code == 0, r.output
+    info = json.loads(runner.invoke(app, ["info", "--weights", str(strided / "weights.pt"),
+                                          "--json"]).stdout)
+    assert info["variant"] == "strided" and info["latency_samples"] == 1024 + 256
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "gpus", "resume-missing",
+                                  "resume-incompatible", "resume-garbage"])
+def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
+    out = tmp_path / "run"
+    if case == "missing":
+        args, needle = _train_args(tmp_path / "nope", out, 2), "not found"
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        args, needle = _train_args(tmp_path / "empty", out, 2), "no audio files"
+    elif case == "gpus":
+        if torch.cuda.device_count() >= 4:
+            pytest.skip("this machine has 4 GPUs")
+        args, needle = _train_args(toy_tree, out, 2, "--gpus", "4"), "--gpus 4"
+    elif case == "resume-missing":
+        args, needle = _train_args(toy_tree, out, 2, "--resume", str(tmp_path / "c.pt")), \
+            "no checkpoint"
+    elif case == "resume-garbage":
+        (tmp_path / "c.pt").write_bytes(b"garbage")
+        args, needle = _train_args(toy_tree, out, 2, "--resume", str(tmp_path / "c.pt")), \
+            "not a readable checkpoint"
+    else:
+        other = tmp_path / "other"
+        assert runner.invoke(app, _train_args(toy_tree, other, 2)).exit_code == 0
+        args = _train_args(toy_tree, out, 2, "--resume", str(other / "checkpoint.pt"))
+        args[args.index("--channels") + 1] = "8"
+        needle = "incompatible checkpoint"
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], r.output
