@@ -2,6 +2,8 @@
 
 __version__ = "0.1.0"
 
+from .api import StreamingInverter, invert, load_model  # noqa: E402
 from .config import ModelConfig, SolverConfig, StftConfig, TrainConfig  # noqa: E402
 
-__all__ = ["ModelConfig", "SolverConfig", "StftConfig", "TrainConfig", "__version__"]
+__all__ = ["ModelConfig", "SolverConfig", "StftConfig", "StreamingInverter", "TrainConfig",
+           "__version__", "invert", "load_model"]

@@ -136,6 +136,9 @@ def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
     fmt = fmt or path.suffix.lstrip(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; use the usual mode
     try:
         with open(tmp, "wb") as f:
             if fmt == "npz":

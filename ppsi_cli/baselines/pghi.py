@@ -73,7 +73,7 @@ def _fgrad(ds_dt: np.ndarray, cfg: StftConfig) -> np.ndarray:
 
 def phase_gradients(mag: torch.Tensor, cfg: StftConfig,
                     causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phase derivatives (..., F, T) from magnitudes (..., F, T): (rad per hop, rad per bin).
+    """Phase derivatives (..., F, T) in float64 from magnitudes (..., F, T): (rad/hop, rad/bin).
 
     ``causal`` uses the backward time difference s_t - s_{t-1} (0 for the first frame), as
     RTPGHI does, otherwise the centred one (one-sided at the ends). The log floor is relative to
@@ -90,8 +90,8 @@ def phase_gradients(mag: torch.Tensor, cfg: StftConfig,
     else:
         ds = np.gradient(s, axis=-2) if s.shape[-2] > 1 else np.zeros_like(s)
     fg = _fgrad(ds, cfg)
-    out = (torch.from_numpy(np.swapaxes(g, -1, -2).copy()).to(mag.device) for g in (tg, fg))
-    return tuple(out)  # type: ignore[return-value]
+    tg_t, fg_t = (torch.from_numpy(np.swapaxes(g, -1, -2).copy()).to(mag.device) for g in (tg, fg))
+    return tg_t, fg_t
 
 
 def _heap_offline(a: np.ndarray, tg: np.ndarray, fg: np.ndarray, tol: float) -> np.ndarray:

@@ -1,0 +1,274 @@
+"""Classical baselines: quality on real speech, warm start, streaming == whole, silence, shapes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pesq import pesq
+
+from ppsi_cli.baselines import (BASELINES, RtisiLaStream, RtpghiStream, griffin_lim,
+                                griffin_lim_stft, invert, pghi, phase_gradients, rtisi, rtisi_la,
+                                rtisi_la_stft, rtpghi, rtpghi_stft)
+from ppsi_cli.config import StftConfig
+from ppsi_cli.dsp.phase import wrap
+from ppsi_cli.dsp.stft import default_length, istft, stft
+
+CFG = StftConfig()  # Hann 1024, hop 256, 16 kHz
+
+
+def wb_pesq(ref: torch.Tensor, est: torch.Tensor) -> float:
+    n = min(ref.shape[-1], est.shape[-1])
+    return float(pesq(16000, ref[:n].double().numpy(), est[:n].double().numpy(), "wb"))
+
+
+def spectral_convergence_db(mag: torch.Tensor, y: torch.Tensor) -> float:
+    """20 log10 || |STFT(y)| - mag ||_F / || mag ||_F over the frames of ``mag``."""
+    est = stft(y.to(torch.float64), CFG).abs()[..., : mag.shape[-1]]
+    mag = mag.to(torch.float64)
+    return 20 * math.log10(float(torch.linalg.norm(est - mag) / torch.linalg.norm(mag)))
+
+
+@pytest.fixture(scope="module", params=["speech", "speech2"])
+def clip(request) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(signal float32 (L,), complex STFT (F, T), magnitude (F, T)) of each ARCTIC clip."""
+    x, sr = request.getfixturevalue(request.param)
+    assert sr == CFG.sample_rate
+    x = x.to(torch.float32)
+    spec = stft(x, CFG)
+    return x, spec, spec.abs()
+
+
+@pytest.fixture(scope="module")
+def short(speech) -> tuple[torch.Tensor, torch.Tensor]:
+    """0.6 s of arctic_a0007 from 1 s on: (signal (L,), magnitude (F, T)), float32."""
+    x = speech[0][16000:25600].to(torch.float32)
+    return x, stft(x, CFG).abs()
+
+
+# ---------------------------------------------------------------- quality on real speech
+
+
+def test_fast_griffin_lim_from_random_phase(clip):
+    x, _, mag = clip
+    y = griffin_lim(mag, CFG, n_iter=100, generator=torch.Generator().manual_seed(0),
+                    length=len(x))
+    assert wb_pesq(x, y) >= 3.8
+
+
+def test_fast_griffin_lim_warm_start_keeps_oracle_quality(clip):
+    x, spec, mag = clip
+    y = griffin_lim(mag, CFG, n_iter=10, init_phase=spec.angle(), length=len(x))
+    assert wb_pesq(x, y) >= 4.4
+    # the true phase is a fixed point: the output stays the signal (applied once, momentum
+    # state starting at the initial estimate)
+    assert torch.allclose(y, x, atol=1e-4 * float(x.abs().max()))
+
+
+def test_rtisi_la_quality_and_convergence_beats_rtisi(clip):
+    x, _, mag = clip
+    y_la = rtisi_la(mag, CFG, lookahead=3, n_iter=5, length=len(x))
+    y_0 = rtisi(mag, CFG, n_iter=5, length=len(x))
+    assert wb_pesq(x, y_la) >= 3.3
+    assert spectral_convergence_db(mag, y_la) <= spectral_convergence_db(mag, y_0)
+
+
+def test_pghi_quality(clip):
+    x, _, mag = clip
+    assert wb_pesq(x, pghi(mag, CFG, length=len(x))) >= 3.2
+
+
+def test_rtpghi_quality(clip):
+    x, _, mag = clip
+    assert wb_pesq(x, rtpghi(mag, CFG, length=len(x))) >= 3.0
+
+
+# ---------------------------------------------------------------- digital silence
+
+
+def test_output_after_digital_silence_keeps_its_energy(speech):
+    """0.2 s of exact zeros in the middle must not silence (or boost) what follows."""
+    x = speech[0].to(torch.float32)
+    cut, gap = 24000, 3200
+    xg = torch.cat([x[:cut], torch.zeros(gap), x[cut:]])
+    mag = stft(xg, CFG).abs()
+    assert int((mag.amax(0) == 0).sum()) >= 8  # some frames are exactly silent
+    ref = float((xg[cut + gap:].double() ** 2).sum())
+    options = {"griffin-lim": {"n_iter": 32, "generator": torch.Generator().manual_seed(0)}}
+    for name, fn in BASELINES.items():
+        y = fn(mag, CFG, length=len(xg), **options.get(name, {}))
+        after = float((y[cut + gap:].double() ** 2).sum())
+        assert abs(10 * math.log10(after / ref)) <= 3.0, name
+        onset = float((y[cut + gap:cut + gap + 1600].double() ** 2).sum())
+        onset_ref = float((xg[cut + gap:cut + gap + 1600].double() ** 2).sum())
+        assert abs(10 * math.log10(onset / onset_ref)) <= 3.0, name
+
+
+# ---------------------------------------------------------------- streaming == whole utterance
+
+
+@pytest.mark.parametrize("lookahead", [3, 0])
+def test_rtisi_la_stream_equals_whole(short, lookahead):
+    _, mag = short
+    stream = RtisiLaStream(CFG, lookahead=lookahead)
+    chunks = [stream.push(mag[:, t]) for t in range(mag.shape[-1])]
+    assert all(c.frames.shape[-1] == 0 for c in chunks[:lookahead])
+    chunks.append(stream.flush())
+    samples = torch.cat([c.samples for c in chunks])
+    frames = torch.cat([c.frames for c in chunks], dim=-1)
+    whole = rtisi_la_stft(mag, CFG, lookahead=lookahead)
+    assert frames.shape == mag.shape
+    assert torch.equal(frames, whole)
+    y = rtisi_la(mag, CFG, lookahead=lookahead)
+    assert samples.shape == y.shape == (default_length(mag.shape[-1], CFG),)
+    assert torch.allclose(samples, y, atol=1e-6)
+    with pytest.raises(RuntimeError):
+        stream.push(mag[:, 0])
+
+
+def test_rtpghi_stream_equals_whole(short):
+    _, mag = short
+    stream = RtpghiStream(CFG)
+    chunks = [stream.push(mag[:, t]) for t in range(mag.shape[-1])]
+    assert all(c.frames.shape[-1] == 1 for c in chunks)  # causal: every frame leaves at once
+    frames = torch.cat([c.frames for c in chunks], dim=-1)
+    samples = torch.cat([c.samples for c in chunks])
+    assert torch.equal(frames, rtpghi_stft(mag, CFG))
+    assert torch.allclose(samples, rtpghi(mag, CFG), atol=1e-6)
+
+
+# ---------------------------------------------------------------- batches, devices, seeds
+
+
+def _batch(speech) -> torch.Tensor:
+    """Three different 0.5 s clips as a (3, F, T) magnitude batch."""
+    x = speech[0].to(torch.float32)
+    return torch.stack([stft(x[s:s + 8000], CFG).abs() for s in (8000, 20000, 36000)])
+
+
+@pytest.mark.parametrize("method", ["rtisi-la", "pghi", "rtpghi"])
+def test_batched_equals_one_by_one(speech, method):
+    mags = _batch(speech)
+    fn = BASELINES[method]
+    together = fn(mags, CFG)
+    alone = torch.stack([fn(m, CFG) for m in mags])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.allclose(fn(mags[:1], CFG), alone[:1], atol=1e-5)  # batch of one
+
+
+def test_griffin_lim_batched_equals_one_by_one(speech):
+    mags = _batch(speech)
+    phase = torch.rand(mags.shape, generator=torch.Generator().manual_seed(1)) * 6.28
+    together = griffin_lim(mags, CFG, n_iter=8, init_phase=phase)
+    alone = torch.stack([griffin_lim(m, CFG, n_iter=8, init_phase=p) for m, p in zip(mags, phase)])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_griffin_lim_seeded_random_start(short):
+    _, mag = short
+    run = lambda seed: griffin_lim(mag, CFG, 4, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(run(3), run(3))
+    assert not torch.allclose(run(3), run(4))
+
+
+def test_griffin_lim_momentum_zero_is_plain_and_monotone(short):
+    """Plain Griffin-Lim never increases the spectral inconsistency (Griffin & Lim 1984)."""
+    _, mag = short
+    g = torch.Generator().manual_seed(0)
+    spec = griffin_lim_stft(mag, CFG, n_iter=0, generator=g)
+    errors = []
+    for _ in range(5):
+        spec = griffin_lim_stft(mag, CFG, n_iter=1, momentum=0.0, init_phase=spec)
+        errors.append(spectral_convergence_db(mag, istft(spec, CFG)))
+    assert all(b <= a + 1e-6 for a, b in zip(errors, errors[1:]))
+
+
+@pytest.mark.requires_cuda
+def test_griffin_lim_cuda_matches_cpu(short):
+    _, mag = short
+    phase = torch.rand(mag.shape, generator=torch.Generator().manual_seed(2)) * 6.28
+    cpu = griffin_lim(mag, CFG, n_iter=5, init_phase=phase)
+    gpu = griffin_lim(mag.cuda(), CFG, n_iter=5, init_phase=phase.cuda())
+    assert gpu.is_cuda
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
+
+
+# ---------------------------------------------------------------- phase-gradient convention
+
+
+def _gradient_errors(x: np.ndarray, rel: float = 0.1) -> tuple[float, float]:
+    """RMS error (rad) of the trapezoidal phase steps predicted from |X| against the true
+    STFT phase differences (time, frequency), over bins above ``rel`` x the peak."""
+    spec = stft(torch.from_numpy(x), CFG)
+    mag, phi = spec.abs(), spec.angle()
+    tg, fg = phase_gradients(mag, CFG)
+    dt = wrap(phi[:, 1:] - phi[:, :-1] - 0.5 * (tg[:, 1:] + tg[:, :-1]))
+    df = wrap(phi[1:] - phi[:-1] - 0.5 * (fg[1:] + fg[:-1]))
+    wt, wf = mag[:, 1:] * mag[:, :-1], mag[1:] * mag[:-1]
+    mt, mf = wt > rel * wt.max(), wf > rel * wf.max()
+    return float(dt[mt].pow(2).mean().sqrt()), float(df[mf].pow(2).mean().sqrt())
+
+
+def test_phase_gradients_follow_true_phase_of_chirp_and_tone():
+    n = np.arange(32000) / 16000
+    chirp = np.cos(2 * np.pi * (300 * n + 1500 * n ** 2))
+    e_time, e_freq = _gradient_errors(chirp)
+    assert e_time < 0.2 and e_freq < 0.1
+    # a stationary tone advances by 2 pi f H / sr per hop at its peak bin
+    f0 = 1000.3
+    tone = np.cos(2 * np.pi * f0 * n + 0.3)
+    spec = stft(torch.from_numpy(tone), CFG)
+    tg, fg = phase_gradients(spec.abs(), CFG)
+    k = round(f0 * CFG.n_fft / CFG.sample_rate)
+    true = wrap(spec[k, 11:-10].angle() - spec[k, 10:-11].angle())
+    step = wrap(0.5 * (tg[k, 11:-10] + tg[k, 10:-11]))
+    assert float((true - step).abs().max()) < 0.05
+    assert abs(float(wrap(torch.tensor(2 * np.pi * f0 * 256 / 16000))) - float(true[5])) < 1e-3
+    # neighbouring bins of the tone: phase steps along frequency are -pi W / N (frame start
+    # convention); dropping that term would be off by pi
+    assert float(wrap(spec[k + 1, 20].angle() - spec[k, 20].angle()
+                      - 0.5 * (fg[k + 1, 20] + fg[k, 20])).abs()) < 0.1
+
+
+def test_pghi_inverts_a_chirp():
+    n = np.arange(16000) / 16000
+    x = torch.from_numpy(np.cos(2 * np.pi * (300 * n + 1500 * n ** 2))).to(torch.float32)
+    mag = stft(x, CFG).abs()
+    assert spectral_convergence_db(mag, pghi(mag, CFG)) < -15
+    assert spectral_convergence_db(mag, rtpghi(mag, CFG)) < -15
+
+
+# ---------------------------------------------------------------- interface
+
+
+def test_registry_shapes_and_length(short):
+    x, mag = short
+    assert set(BASELINES) == {"rtisi-la", "rtisi", "griffin-lim", "pghi", "rtpghi"}
+    n_t = mag.shape[-1]
+    for name, fn in BASELINES.items():
+        kw = {"n_iter": 2} if name == "griffin-lim" else {}
+        y = fn(mag, CFG, **kw)
+        assert y.shape == (default_length(n_t, CFG),) == ((n_t + 1) * 256 - 1024,), name
+        assert torch.isfinite(y).all(), name
+        assert fn(mag, CFG, length=len(x), **kw).shape == (len(x),), name
+    assert invert("pghi", mag, CFG).shape == (default_length(n_t, CFG),)
+    with pytest.raises(ValueError, match="unknown baseline 'lws'"):
+        invert("lws", mag, CFG)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_bad_input_is_refused_with_a_message(name, short):
+    _, mag = short
+    with pytest.raises(ValueError, match="257 bins; expected 513"):
+        BASELINES[name](mag[:257], CFG)
+    with pytest.raises(ValueError, match="real"):
+        BASELINES[name](mag.to(torch.complex64), CFG)
+
+
+def test_all_zero_input_gives_silence():
+    mag = torch.zeros(CFG.n_bins, 12)
+    for name, fn in BASELINES.items():
+        y = fn(mag, CFG)
+        assert torch.equal(y, torch.zeros_like(y)), name
