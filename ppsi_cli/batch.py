@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from .api import oracle_spectrogram, ppsi_spectrogram
+from .api import oracle_spectrogram
 from .config import StftConfig
 from .dsp.stft import istft, stft
+from .integrate import check_magnitude, integrate
 from .io import AUDIO_EXTS, read_audio, write_wav_atomic
+from .model import PhaseDiffNet, predict
 from .spec_io import SPEC_EXTS, SpecError, check_against, read_spectrogram
 from .weights import LoadedModel, load_weights, shipped_weights
 
@@ -116,6 +118,26 @@ def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tupl
     return pairs[i::n]
 
 
+def conflicts(pairs: list[tuple[Path, Path]]) -> dict[Path, str]:
+    """Inputs whose output would overwrite an input file or is claimed by an earlier input.
+
+    Computed on the whole (unsharded) plan so that every shard agrees; maps input -> reason.
+    """
+    inputs = {inp.resolve() for inp, _ in pairs}
+    claimed: dict[Path, Path] = {}
+    bad: dict[Path, str] = {}
+    for inp, outp in pairs:
+        key = outp.resolve()
+        if key in inputs:
+            bad[inp] = f"output {outp} would overwrite an input file"
+        elif key in claimed:
+            bad[inp] = (f"output {outp} is already the output of {claimed[key]} "
+                        "(same name, other extension); rename one")
+        else:
+            claimed[key] = inp
+    return bad
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -183,8 +205,9 @@ def invert_items(items: list[Item], model: LoadedModel | None, cfg: StftConfig,
     method = options.method
     if method in ("ppsi", "ppsi-strided", "oracle"):
         t_max = max(it.mag.shape[-1] for it in items)
-        mags = torch.stack([torch.nn.functional.pad(it.mag, (0, t_max - it.mag.shape[-1]))
-                            for it in items]).to(device)  # zero padding = digital silence
+        # frames after an item's end change none of its samples; padding with the look-ahead
+        # floor predict() uses makes a batch give exactly what one by one gives
+        mags = torch.stack([pad_frames(it.mag, t_max) for it in items]).to(device)
         if method == "oracle":
             if any(it.spec is None for it in items):
                 raise InputError("method oracle needs audio input (it uses the true phase)")
@@ -192,7 +215,10 @@ def invert_items(items: list[Item], model: LoadedModel | None, cfg: StftConfig,
                                  for it in items]).to(device)
             rec = oracle_spectrogram(specs, cfg, model.solver if model else None)
         else:
-            rec = ppsi_spectrogram(model.net, mags, cfg, model.solver)
+            check_magnitude(mags, cfg)
+            rows = CHUNK_ROWS_CUDA if mags.device.type == "cuda" else CHUNK_ROWS_CPU
+            b, f = predict_chunked(model.net, mags, rows)
+            rec = integrate(mags, b.to(mags.dtype), f.to(mags.dtype), cfg, model.solver)
         if options.refine:
             from .baselines.griffin_lim import griffin_lim_stft
 
@@ -220,6 +246,46 @@ def invert_items(items: list[Item], model: LoadedModel | None, cfg: StftConfig,
     return out
 
 
+#: Frames x items per CNN call: bounds memory on long files (10 min = 37,500 frames would
+#: need ~7 GB at once on CPU); the result is the same as one call.
+CHUNK_ROWS_CPU = 8192
+CHUNK_ROWS_CUDA = 65536
+
+
+def predict_chunked(net: PhaseDiffNet, mag: torch.Tensor, max_rows: int = CHUNK_ROWS_CPU
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ppsi_cli.model.predict` over time chunks of about ``max_rows / batch`` frames.
+
+    Chunks overlap by the CNN's context (rounded up to even, so strided passes keep their
+    parity), which makes the result equal to one call on the whole input (to float rounding).
+    """
+    lead, (n_f, n_t) = mag.shape[:-2], mag.shape[-2:]
+    mag = mag.reshape(-1, n_f, n_t)
+    overlap = net.cfg.context + net.cfg.context % 2
+    chunk = max(2 * overlap, max_rows // mag.shape[0] // 2 * 2)
+    if n_t <= chunk:
+        b, f = predict(net, mag)
+    else:
+        parts = []
+        for s in range(0, n_t, chunk):
+            lo = max(0, s - overlap)
+            b, f = predict(net, mag[..., lo:s + chunk])
+            parts.append((b[..., s - lo:], f[..., s - lo:]))
+        b, f = (torch.cat(p, dim=-1) for p in zip(*parts))
+    return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)
+
+
+def pad_frames(mag: torch.Tensor, frames: int) -> torch.Tensor:
+    """Magnitudes (K, T) padded to ``frames`` with constant frames at the floor of the last one
+    (the silent look-ahead :func:`~ppsi_cli.model.predict` gives a strided model)."""
+    extra = frames - mag.shape[-1]
+    if extra <= 0:
+        return mag
+    last = mag[..., -1]
+    floor = torch.maximum(last.amin(), last.amax().clamp_min(1e-20) * 1e-5)
+    return torch.cat([mag, floor.expand(*mag.shape[:-1], extra)], dim=-1)
+
+
 def istft_len(frames: int, cfg: StftConfig) -> int:
     return max(0, (frames + 1) * cfg.hop_length - cfg.win_length)
 
@@ -237,15 +303,18 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
         raise ValueError(f"--method {options.method} but the weights hold a {kind} model")
     torch.manual_seed(options.seed)
     src, out_dir = Path(src), Path(out_dir)
-    pairs = plan(src, out_dir, options.shard)
+    everything = plan(src, out_dir)
+    refused = conflicts(everything)
+    i, n = options.shard
+    pairs = everything[i::n]
     summary = Summary()
     emit({"event": "start", "files": len(pairs), "method": options.method,
           "device": str(device)})
     start = time.perf_counter()
     todo: list[tuple[Path, Path]] = []
     for inp, outp in pairs:
-        if outp.resolve() == inp.resolve():
-            r = FileResult(str(inp), str(outp), "failed", "output would overwrite the input")
+        if inp in refused:
+            r = FileResult(str(inp), str(outp), "failed", refused[inp])
         elif outp.exists() and options.skip_existing:
             r = FileResult(str(inp), str(outp), "skipped", "output exists")
         elif outp.exists() and not options.force:

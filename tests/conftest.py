@@ -45,3 +45,34 @@ def speech() -> tuple[torch.Tensor, int]:
 def speech2() -> tuple[torch.Tensor, int]:
     """arctic_a0009: a second 16 kHz mono clip, float64 (L,)."""
     return _load("arctic_a0009.wav")
+
+
+def _tiny_weights(path: Path, strided: bool) -> Path:
+    from ppsi_cli.config import ModelConfig, SolverConfig, StftConfig
+    from ppsi_cli.model import PhaseDiffNet
+    from ppsi_cli.weights import save_weights
+
+    torch.manual_seed(0)  # random weights: quality is irrelevant where these are used
+    return save_weights(path, PhaseDiffNet(ModelConfig(strided=strided)), StftConfig(),
+                        SolverConfig())
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights file of the default online model with seeded random weights."""
+    return _tiny_weights(tmp_path_factory.mktemp("weights") / "tiny-online.pt", strided=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_strided_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights file of the default strided model with seeded random weights."""
+    return _tiny_weights(tmp_path_factory.mktemp("weights") / "tiny-strided.pt", strided=True)
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

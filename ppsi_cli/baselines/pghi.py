@@ -15,7 +15,8 @@ theorem holds for frames centred on the window). Derivatives of s are finite dif
 along frequency; along time centred (PGHI) or the causal backward difference s_t - s_{t-1}
 (RTPGHI; it estimates the derivative half a hop late, yet on speech it beats ltfat's causal
 second-order (3 s_t - 4 s_{t-1} + s_{t-2}) / 2: WB-PESQ 3.27 vs 2.49 on arctic_a0007; the centred
-difference, one frame later, gives 3.65). gamma is the Gaussian equivalent of the window:
+difference, one frame later, gives 3.65; it also lags fast glides: spectral convergence -8.5 dB
+on a chirp moving 3 bins per hop, where PGHI reaches -35 dB). gamma is the Gaussian equivalent of the window:
 0.25645 W^2 for Hann (0.29794 W^2 Hamming, 0.17954 W^2 Blackman).
 
 Heap integration: bins below ``tol`` x the maximum magnitude get phase 0; the others are reached

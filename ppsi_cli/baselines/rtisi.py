@@ -15,13 +15,14 @@ steady-state sum (1 at the start of the frame, falling to w^2/sum at its end, 0 
 before its own first estimate). It is analysed with w rho / (rho^2 + eps^2), eps = 0.1: the
 analysis window w wherever the overlap is complete enough, tapering off where it is not.
 (Measured on arctic_a0007 / a0009, LA 3, 5 sweeps, no momentum, spectral convergence: plain window
--21.1 / -25.5 dB, ltfat's summed-window variant -18.1 / -22.0 dB, this one -22.5 / -27.6 dB.)
+-21.1 / -25.5 dB, ltfat's summed-window variant -18.1 / -22.0 dB, this one -22.9 / -27.6 dB.)
 
 Momentum (*chosen*, default 0.7): each projection of a frame z_i is extrapolated as
 z_i + momentum (z_i - z_{i-1}) (fast Griffin-Lim, Perraudin et al. 2013, applied per frame), the
 committed frame gets its magnitude back. momentum = 0 is Zhu et al.'s original. Measured (LA 3,
-5 sweeps, a0007 / a0009): WB-PESQ 3.29 / 3.41 and spectral convergence -22.5 / -27.6 dB at 0;
-3.69 / 3.92 and -27.3 / -33.2 dB at 0.7; 0.9 and above diverge (-10 dB at 0.99).
+5 sweeps, a0007 / a0009): WB-PESQ 3.35 / 3.42 and spectral convergence -22.9 / -27.6 dB at 0;
+3.61 / 3.77 and -27.4 / -33.1 dB at 0.7; 0.9 and above diverge (-10 dB at 0.99). RTISI (LA 0):
+2.69 / 2.53 at 0, 2.79 / 2.56 at 0.7.
 
 Silence. A phase is always taken as the angle of the analysed spectrum, never by normalising it
 (x / |x| with 0 -> 0 imposes zero magnitude: after digital silence the partial reconstruction is

@@ -35,7 +35,7 @@ def _root(
 
 def _register() -> None:
     # Each module adds its commands to ``app`` (or a sub-app) on import.
-    from . import bench, info, invert, score, train  # noqa: F401
+    from . import bench, evaluate, info, invert, score, train  # noqa: F401
 
 
 _register()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import app
@@ -61,7 +62,10 @@ def invert(
                                 shard=(i, n))
         total = len(find_inputs(inputs))
     except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
+    if total == 0:
+        raise fail(f"no spectrogram or audio files (.npy .npz .pt .wav .flac .ogg) under "
+                   f"{escape(str(inputs))}")
     if gpus and gpus > torch.cuda.device_count():
         raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
 
@@ -76,10 +80,12 @@ def invert(
             progress.update(task, total=e["files"])
         elif e["event"] == "file":
             if e["status"] == "failed":
-                err.print(f"[red]failed[/] {e['input']}: {e['error']}", highlight=False)
+                err.print(f"[red]failed[/] {escape(e['input'])}: {escape(e['error'])}",
+                          highlight=False)
             elif not quiet:
                 for note in e["notices"]:
-                    err.print(f"[yellow]notice[/] {e['input']}: {note}", highlight=False)
+                    err.print(f"[yellow]notice[/] {escape(e['input'])}: {escape(note)}",
+                              highlight=False)
             audio["seconds"] += e["audio_seconds"]
             rate = audio["seconds"] / max(time.perf_counter() - audio["start"], 1e-9)
             progress.update(task, advance=1, speed=f"{rate:.1f} audio s/s")
@@ -91,15 +97,18 @@ def invert(
             else:
                 summary = run_batch(inputs, out_dir, options, on_event)
     except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     line = (f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped; "
             f"{summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
             f"({summary.realtime_factor:.1f}x real time)")
     if not quiet:
         out.print(line, highlight=False)
     if json_file:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        try:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+            json_file.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise fail(f"cannot write --json {escape(str(json_file))}: {escape(str(exc))}")
     if summary.failed:
         raise typer.Exit(1)
 
@@ -119,10 +128,10 @@ def spec(
     try:
         results = make_spectrograms(inputs, out_dir, fmt, force)
     except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(escape(str(exc))) from None
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
-        err.print(f"[red]failed[/] {r.input}: {r.error}", highlight=False)
+        err.print(f"[red]failed[/] {escape(r.input)}: {escape(r.error)}", highlight=False)
     out.print(f"{len(results) - len(failed)} spectrogram(s) written to {out_dir}, "
               f"{len(failed)} failed", highlight=False)
     if failed:

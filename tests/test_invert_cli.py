@@ -1,0 +1,376 @@
+"""``ppsi invert`` / ``ppsi spec`` in-process on ``tmp_path`` with a tiny random model.
+
+Quality is irrelevant here (the weights are random); what is checked is the plumbing: formats,
+tree mirroring, lengths, overwrite rules, shards, JSON, exit codes, and that the oracle round
+trip through the whole chain gives back the input (WB-PESQ >= 4.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from pesq import pesq
+from typer.testing import CliRunner
+
+from ppsi_cli.api import invert
+from ppsi_cli.cli import app
+from ppsi_cli.config import StftConfig
+from ppsi_cli.dsp.stft import n_frames, stft
+from ppsi_cli.spec_io import write_spectrogram
+from ppsi_cli.weights import load_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CFG = StftConfig()
+SR = CFG.sample_rate
+runner = CliRunner()
+
+
+def run(*args) -> "object":
+    """Invoke ``ppsi`` in-process; never a traceback, whatever the exit code."""
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def clip(speech, seconds: float, start: float = 0.5) -> np.ndarray:
+    x, sr = speech
+    assert sr == SR
+    return x[int(start * SR):int((start + seconds) * SR)].numpy().astype(np.float32)
+
+
+def write(path: Path, x: np.ndarray, subtype: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x, SR, subtype=subtype)
+    return path
+
+
+def magnitude(path: Path) -> np.ndarray:
+    """The (513, T) magnitude of an audio file as ``ppsi invert`` computes it."""
+    x, _ = sf.read(path, dtype="float32")
+    return stft(torch.from_numpy(x), CFG).abs().numpy()
+
+
+def spec_len(frames: int) -> int:
+    return (frames + 1) * CFG.hop_length - CFG.win_length
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def wavs(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def read(path: Path) -> np.ndarray:
+    x, sr = sf.read(path, dtype="float64")
+    assert sr == SR
+    return x
+
+
+def test_tree_every_format_lengths_and_json(tmp_path, speech, speech2, tiny_weights) -> None:
+    src, out, summary = tmp_path / "in", tmp_path / "out", tmp_path / "summary.json"
+    a = write(src / "a.wav", clip(speech, 0.6))
+    b = write(src / "sub" / "b.flac", clip(speech2, 0.5))
+    c = write(src / "sub" / "deep" / "c.ogg", clip(speech2, 0.4, start=1.0))
+    mag = magnitude(a)
+    np.save(src / "d.npy", mag)  # the magnitude of a.wav: must give a.wav's output
+    write_spectrogram(src / "sub" / "e.npz", magnitude(b), CFG)
+    torch.save(torch.from_numpy(magnitude(c)), src / "sub" / "deep" / "f.pt")
+    (src / "notes.txt").write_text("not an input")
+    before = digest(src)
+
+    result = run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu",
+                 "--subtype", "FLOAT", "--json", summary)
+    assert result.exit_code == 0
+    assert "6 ok, 0 failed, 0 skipped" in result.stdout
+    assert digest(src) == before  # inputs untouched
+    assert wavs(out) == {"a.wav", "sub/b.wav", "sub/deep/c.wav", "d.wav", "sub/e.wav",
+                         "sub/deep/f.wav"}
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    lengths = {"a.wav": sf.info(a).frames, "sub/b.wav": sf.info(b).frames,
+               "sub/deep/c.wav": sf.info(c).frames, "d.wav": spec_len(mag.shape[1]),
+               "sub/e.wav": spec_len(n_frames(sf.info(b).frames, CFG)),
+               "sub/deep/f.wav": spec_len(n_frames(sf.info(c).frames, CFG))}
+    outs = {name: read(out / name) for name in lengths}
+    for name, n in lengths.items():
+        assert len(outs[name]) == n, name
+        assert np.isfinite(outs[name]).all() and np.sqrt(np.mean(outs[name] ** 2)) > 1e-3, name
+    # same magnitudes, same waveform: the spectrogram path equals the audio path
+    n = lengths["a.wav"]
+    np.testing.assert_allclose(outs["d.wav"][:n], outs["a.wav"], atol=1e-6)
+
+    data = json.loads(summary.read_text())
+    assert (data["ok"], data["failed"], data["skipped"]) == (6, 0, 0)
+    assert data["audio_seconds"] == pytest.approx(sum(lengths.values()) / SR)
+    assert data["realtime_factor"] > 0 and data["wall_seconds"] > 0
+    by_out = {str(Path(f["output"]).relative_to(out)): f for f in data["files"]}
+    assert set(by_out) == set(lengths)
+    for name, f in by_out.items():
+        assert f["status"] == "ok" and f["error"] is None
+        assert f["audio_seconds"] == pytest.approx(lengths[name] / SR)
+    assert Path(by_out["sub/deep/f.wav"]["input"]).name == "f.pt"
+
+
+def test_oracle_round_trip_is_transparent(tmp_path, speech, speech2) -> None:
+    """The true phase differences through least squares and ISTFT give the input back."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    refs = {"a0007.wav": speech[0].numpy().astype(np.float32),
+            "a0009.flac": speech2[0].numpy().astype(np.float32)}
+    for name, x in refs.items():
+        write(src / name, x)
+    result = run("invert", src, "-o", out, "--method", "oracle", "--device", "cpu", "-q")
+    assert result.exit_code == 0 and result.stdout == ""
+    for name, x in refs.items():
+        ref, _ = sf.read(src / name, dtype="float32")
+        y = read(out / Path(name).with_suffix(".wav"))
+        assert len(y) == len(ref)
+        assert pesq(SR, ref, y.astype(np.float32), "wb") >= 4.4, name
+
+
+@pytest.mark.parametrize("scale", ["power", "log", "db"])
+def test_npz_scales_equal_linear(tmp_path, speech, tiny_weights, scale) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    mag = np.maximum(magnitude(write(tmp_path / "x.wav", clip(speech, 0.5))), 1e-7)
+    meta = {k: getattr(CFG, k) for k in ("sample_rate", "n_fft", "hop_length", "win_length",
+                                         "window")}
+    conv = {"power": mag.astype(np.float64) ** 2, "log": np.log(mag.astype(np.float64)),
+            "db": 20 * np.log10(mag.astype(np.float64))}[scale]
+    np.savez(src / "linear.npz", magnitude=mag, scale="linear", **meta)
+    np.savez(src / f"{scale}.npz", magnitude=conv, scale=scale, **meta)
+    result = run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu",
+                 "--subtype", "FLOAT")
+    assert result.exit_code == 0, result.output
+    ref, y = read(out / "linear.wav"), read(out / f"{scale}.wav")
+    assert len(y) == len(ref) == spec_len(mag.shape[1])
+    np.testing.assert_allclose(y, ref, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("fmt", ["npz", "npy", "pt"])
+def test_spec_files_read_back_by_invert(tmp_path, speech, tiny_weights, fmt) -> None:
+    audio, specs, out = tmp_path / "audio", tmp_path / "specs", tmp_path / "out"
+    a = write(audio / "a.wav", clip(speech, 0.5))
+    write(audio / "sub" / "b.wav", clip(speech, 0.3, start=2.0))
+    result = run("spec", audio, "-o", specs, "--format", fmt)
+    assert result.exit_code == 0 and "2 spectrogram(s) written" in result.stdout
+    assert wavs(specs) == {f"a.{fmt}", f"sub/b.{fmt}"}
+    again = run("spec", audio, "-o", specs, "--format", fmt)
+    assert again.exit_code == 1 and "output exists" in again.stderr and "a.wav" in again.stderr
+
+    result = run("invert", specs, "-o", out / "spec", "--weights", tiny_weights, "--device",
+                 "cpu", "--subtype", "FLOAT")
+    assert result.exit_code == 0, result.output
+    direct = run("invert", audio, "-o", out / "audio", "--weights", tiny_weights, "--device",
+                 "cpu", "--subtype", "FLOAT")
+    assert direct.exit_code == 0, direct.output
+    for name, n in (("a.wav", sf.info(a).frames), ("sub/b.wav", sf.info(audio / "sub/b.wav").frames)):
+        y, ref = read(out / "spec" / name), read(out / "audio" / name)
+        assert len(y) == spec_len(n_frames(n, CFG)) and len(ref) == n
+        np.testing.assert_allclose(y[:n], ref, atol=1e-6)
+
+
+def test_force_and_skip_existing(tmp_path, speech, tiny_weights) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    write(src / "a.wav", clip(speech, 0.3))
+    write(src / "b.wav", clip(speech, 0.3, start=1.5))
+    base = ("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu")
+    assert run(*base).exit_code == 0
+    (out / "a.wav").write_bytes(b"keep me")
+
+    result = run(*base)  # outputs exist: refused, untouched, exit 1
+    assert result.exit_code == 1
+    assert "0 ok, 2 failed, 0 skipped" in result.stdout
+    assert result.stderr.count("output exists") == 2 and "--force" in result.stderr
+    assert (out / "a.wav").read_bytes() == b"keep me"
+
+    result = run(*base, "--skip-existing", "--json", tmp_path / "s.json")
+    assert result.exit_code == 0 and "0 ok, 0 failed, 2 skipped" in result.stdout
+    assert (out / "a.wav").read_bytes() == b"keep me"
+    assert {f["status"] for f in json.loads((tmp_path / "s.json").read_text())["files"]} == {
+        "skipped"}
+
+    result = run(*base, "--force")
+    assert result.exit_code == 0 and "2 ok, 0 failed" in result.stdout
+    assert len(read(out / "a.wav")) == int(0.3 * SR)
+
+    result = run(*base, "--force", "--skip-existing")
+    assert result.exit_code == 1 and "exclude each other" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_shards_partition_the_outputs(tmp_path, speech, tiny_weights) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    x = clip(speech, 0.25)
+    names = {f"{d}/{i}.wav" for d in ("p", "q") for i in range(3)}
+    for name in names:
+        write(src / name, x)
+    got = []
+    for shard in ("0/2", "1/2"):
+        js = tmp_path / f"{shard[0]}.json"
+        result = run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu",
+                     "--shard", shard, "--json", js, "-q")
+        assert result.exit_code == 0, result.output
+        got.append({str(Path(f["output"]).relative_to(out))
+                    for f in json.loads(js.read_text())["files"] if f["status"] == "ok"})
+    assert got[0] and got[1] and not got[0] & got[1]
+    assert got[0] | got[1] == names == wavs(out)
+    for shard, code in (("2/2", 1), ("x", 2), ("1/0", 1)):
+        result = run("invert", src, "-o", tmp_path / "o2", "--shard", shard)
+        assert result.exit_code == code and "shard" in result.output
+    assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_device_cuda_without_cuda_is_one_line(tmp_path, speech, tiny_weights) -> None:
+    write(tmp_path / "in" / "a.wav", clip(speech, 0.2))
+    result = run("invert", tmp_path / "in", "-o", tmp_path / "out", "--weights", tiny_weights,
+                 "--device", "cuda")
+    assert result.exit_code == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CUDA is not available" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_oracle_needs_audio_per_file(tmp_path, speech) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    a = write(src / "a.wav", clip(speech, 0.3))
+    np.save(src / "m.npy", magnitude(a))
+    result = run("invert", src, "-o", out, "--method", "oracle", "--device", "cpu")
+    assert result.exit_code == 1
+    assert "1 ok, 1 failed" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "m.npy" in lines[0] and "needs audio input" in lines[0]
+    assert wavs(out) == {"a.wav"}
+
+
+def test_python_api_matches_cli(tmp_path, speech, tiny_weights) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    mags = [magnitude(write(tmp_path / f"{i}.wav", clip(speech, s, start=st)))
+            for i, (s, st) in enumerate(((0.5, 0.5), (0.4, 2.0)))]
+    src.mkdir()
+    for i, m in enumerate(mags):
+        np.save(src / f"{i}.npy", m)
+    assert run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu",
+               "--subtype", "FLOAT").exit_code == 0
+    model = load_weights(tiny_weights)
+    singles = [invert(torch.from_numpy(m), model=model) for m in mags]
+    for i, (m, w) in enumerate(zip(mags, singles)):
+        assert w.shape == (spec_len(m.shape[1]),)
+        np.testing.assert_allclose(w.numpy(), read(out / f"{i}.wav"), atol=1e-6)
+    t = min(m.shape[1] for m in mags)  # batched == one by one
+    batch = invert(torch.from_numpy(np.stack([m[:, :t] for m in mags])), model=model)
+    for m, w in zip(mags, batch):
+        one = invert(torch.from_numpy(m[:, :t]), model=model)
+        torch.testing.assert_close(w, one, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="257 bins"):
+        invert(torch.ones(257, 10), model=model)
+
+
+@pytest.mark.parametrize("variant", ["online", "strided"])
+def test_batched_equals_one_by_one(tmp_path, speech, speech2, tiny_weights,
+                                   tiny_strided_weights, variant) -> None:
+    """``--batch-size 3`` pads shorter items; odd and even frame counts must not change."""
+    weights = tiny_weights if variant == "online" else tiny_strided_weights
+    method = "ppsi" if variant == "online" else "ppsi-strided"
+    src = tmp_path / "in"
+    for i, (s, st) in enumerate(((0.5, 0.5), (0.31, 1.0), (0.42, 2.0))):
+        write(src / f"{i}.wav", clip(speech if i != 1 else speech2, s, start=st))
+        np.save(src / f"{i}.npy", magnitude(src / f"{i}.wav"))
+    frames = {magnitude(src / f"{i}.wav").shape[1] % 2 for i in range(3)}
+    assert frames == {0, 1}  # both parities
+    outs = {}
+    for bs in (1, 3):
+        result = run("invert", src, "-o", tmp_path / str(bs), "--method", method, "--weights",
+                     weights, "--device", "cpu", "--batch-size", bs, "--subtype", "FLOAT")
+        assert result.exit_code == 0, result.output
+        outs[bs] = {n: read(tmp_path / str(bs) / n) for n in wavs(tmp_path / str(bs))}
+    assert len(outs[1]) == 6 and outs[1].keys() == outs[3].keys()
+    for name in outs[1]:
+        np.testing.assert_allclose(outs[3][name], outs[1][name], atol=1e-5, err_msg=name)
+
+
+def test_method_and_weights_must_agree(tmp_path, speech, tiny_weights) -> None:
+    write(tmp_path / "in" / "a.wav", clip(speech, 0.2))
+    result = run("invert", tmp_path / "in", "-o", tmp_path / "out", "--method", "ppsi-strided",
+                 "--weights", tiny_weights, "--device", "cpu")
+    assert result.exit_code == 1 and "weights hold a online model" in result.stderr
+    result = run("invert", tmp_path / "in", "-o", tmp_path / "out", "--method", "magic")
+    assert result.exit_code == 1 and "unknown method 'magic'" in result.stderr
+    result = run("invert", tmp_path / "in", "-o", tmp_path / "out", "--weights",
+                 tmp_path / "nope.pt", "--device", "cpu")
+    assert result.exit_code == 1 and "weights file not found" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_refine_and_strided(tmp_path, speech, tiny_weights, tiny_strided_weights) -> None:
+    src = write(tmp_path / "in" / "a.wav", clip(speech, 0.4))
+    for args in (["--weights", tiny_weights, "--refine", "3"],
+                 ["--method", "ppsi-strided", "--weights", tiny_strided_weights]):
+        out = tmp_path / args[1]
+        result = run("invert", src, "-o", out, "--device", "cpu", *args)
+        assert result.exit_code == 0, result.output
+        y = read(out / "a.wav")
+        assert len(y) == sf.info(src).frames and np.isfinite(y).all() and np.abs(y).max() > 0
+
+
+def spectral_convergence(x: np.ndarray, y: np.ndarray) -> float:
+    a = stft(torch.from_numpy(x), CFG).abs()
+    b = stft(torch.from_numpy(y[:len(x)]), CFG).abs()
+    return float(torch.linalg.norm(a - b) / torch.linalg.norm(a))
+
+
+@pytest.mark.parametrize("method, limit", [("griffin-lim", 0.25), ("rtisi-la", 0.35),
+                                           ("rtisi", 0.5), ("pghi", 0.5), ("rtpghi", 0.6)])
+def test_baseline_methods(tmp_path, speech, method, limit) -> None:
+    """Each baseline inverts audio and spectrogram files to magnitudes close to the input's."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    a = write(src / "a.wav", clip(speech, 0.5))
+    np.save(src / "m.npy", magnitude(a))
+    result = run("invert", src, "-o", out, "--method", method, "--device", "cpu", "--subtype",
+                 "FLOAT")
+    assert result.exit_code == 0, result.output
+    x = sf.read(a, dtype="float64")[0]
+    y, ym = read(out / "a.wav"), read(out / "m.wav")
+    assert len(y) == len(x) and len(ym) == spec_len(magnitude(a).shape[1])
+    assert spectral_convergence(x, y) < limit
+    assert spectral_convergence(x, ym) < limit
+
+
+def test_inputs_never_overwritten_and_collisions(tmp_path, speech, tiny_weights) -> None:
+    """``a.npy`` and ``a.wav`` both map to ``a.wav``; in place, that is an input."""
+    src = tmp_path / "in"
+    a = write(src / "a.wav", clip(speech, 0.3))
+    np.save(src / "a.npy", magnitude(a))
+    before = digest(src)
+    result = run("invert", src, "-o", src, "--weights", tiny_weights, "--device", "cpu",
+                 "--force")
+    assert result.exit_code == 1 and "0 ok, 2 failed" in result.stdout
+    assert result.stderr.count("would overwrite an input file") == 2
+    assert digest(src) == before
+
+    out = tmp_path / "out"
+    result = run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu")
+    assert result.exit_code == 1 and "1 ok, 1 failed" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "a.wav" in lines[0] and "already the output of" in lines[0]
+    assert wavs(out) == {"a.wav"} and digest(src) == before
+
+
+def test_no_inputs_is_one_line(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run("invert", tmp_path / "empty", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "no spectrogram or audio files" in result.stderr
+    result = run("invert", tmp_path / "missing", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "input not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
