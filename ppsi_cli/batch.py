@@ -237,8 +237,9 @@ def invert_items(items: list[Item], model: LoadedModel | None, cfg: StftConfig,
 
     fn = BASELINES[method]
     kwargs: dict[str, Any] = {}
-    if method == "griffin-lim":
-        kwargs = {"n_iter": options.iters, "momentum": options.momentum}
+    if method == "griffin-lim":  # the random initial phase is seeded per file
+        kwargs = {"n_iter": options.iters, "momentum": options.momentum,
+                  "generator": torch.Generator(device).manual_seed(options.seed)}
     out = []
     for it in items:
         w = fn(it.mag.to(device), cfg, length=it.length, **kwargs)

@@ -55,7 +55,7 @@ def write(path: Path, x: np.ndarray, subtype: str | None = None) -> Path:
 def magnitude(path: Path) -> np.ndarray:
     """The (513, T) magnitude of an audio file as ``ppsi invert`` computes it."""
     x, _ = sf.read(path, dtype="float32")
-    return stft(torch.from_numpy(x), CFG).abs().numpy()
+    return np.ascontiguousarray(stft(torch.from_numpy(x), CFG).abs().numpy())
 
 
 def spec_len(frames: int) -> int:
@@ -272,7 +272,7 @@ def test_python_api_matches_cli(tmp_path, speech, tiny_weights) -> None:
     batch = invert(torch.from_numpy(np.stack([m[:, :t] for m in mags])), model=model)
     for m, w in zip(mags, batch):
         one = invert(torch.from_numpy(m[:, :t]), model=model)
-        torch.testing.assert_close(w, one, atol=1e-5, rtol=0)
+        torch.testing.assert_close(w, one, atol=2e-4, rtol=0)  # float32 rounding, amplified
     with pytest.raises(ValueError, match="257 bins"):
         invert(torch.ones(257, 10), model=model)
 
@@ -286,7 +286,7 @@ def test_batched_equals_one_by_one(tmp_path, speech, speech2, tiny_weights,
     src = tmp_path / "in"
     for i, (s, st) in enumerate(((0.5, 0.5), (0.31, 1.0), (0.42, 2.0))):
         write(src / f"{i}.wav", clip(speech if i != 1 else speech2, s, start=st))
-        np.save(src / f"{i}.npy", magnitude(src / f"{i}.wav"))
+        np.save(src / f"m{i}.npy", magnitude(src / f"{i}.wav"))
     frames = {magnitude(src / f"{i}.wav").shape[1] % 2 for i in range(3)}
     assert frames == {0, 1}  # both parities
     outs = {}
@@ -315,9 +315,10 @@ def test_method_and_weights_must_agree(tmp_path, speech, tiny_weights) -> None:
 
 def test_refine_and_strided(tmp_path, speech, tiny_weights, tiny_strided_weights) -> None:
     src = write(tmp_path / "in" / "a.wav", clip(speech, 0.4))
-    for args in (["--weights", tiny_weights, "--refine", "3"],
-                 ["--method", "ppsi-strided", "--weights", tiny_strided_weights]):
-        out = tmp_path / args[1]
+    for name, args in (("refine", ["--weights", tiny_weights, "--refine", "3"]),
+                       ("strided", ["--method", "ppsi-strided", "--weights",
+                                    tiny_strided_weights])):
+        out = tmp_path / name
         result = run("invert", src, "-o", out, "--device", "cpu", *args)
         assert result.exit_code == 0, result.output
         y = read(out / "a.wav")

@@ -39,7 +39,8 @@ def invert(method: str, mag: torch.Tensor, cfg: StftConfig, **options) -> torch.
     try:
         fn = BASELINES[method]
     except KeyError:
-        raise ValueError(f"unknown baseline {method!r}; choose one of {sorted(BASELINES)}") from None
+        known = sorted(BASELINES)
+        raise ValueError(f"unknown baseline {method!r}; choose one of {known}") from None
     return fn(mag, cfg, **options)
 
 

@@ -16,10 +16,11 @@ along frequency; along time centred (PGHI) or the causal backward difference s_t
 (RTPGHI; it estimates the derivative half a hop late, yet on speech it beats ltfat's causal
 second-order (3 s_t - 4 s_{t-1} + s_{t-2}) / 2: WB-PESQ 3.27 vs 2.49 on arctic_a0007; the centred
 difference, one frame later, gives 3.65; it also lags fast glides: spectral convergence -8.5 dB
-on a chirp moving 3 bins per hop, where PGHI reaches -35 dB). gamma is the Gaussian equivalent of the window:
-0.25645 W^2 for Hann (0.29794 W^2 Hamming, 0.17954 W^2 Blackman).
+on a chirp moving 3 bins per hop, where PGHI reaches -35 dB). gamma is the Gaussian equivalent
+of the window: 0.25645 W^2 for Hann (0.29794 W^2 Hamming, 0.17954 W^2 Blackman).
 
-Heap integration: bins below ``tol`` x the maximum magnitude get phase 0; the others are reached
+Heap integration: bins below ``tol`` x the maximum magnitude (the file's for PGHI, that of the
+current and previous frame for RTPGHI) get phase 0; the others are reached
 from the loudest bin outwards, each new bin taking its phase from the loudest already-known
 neighbour by the trapezoidal rule. RTPGHI seeds the heap with the previous frame, so each frame
 is final as soon as it arrives: no look-ahead, latency one frame (the STFT's own).
