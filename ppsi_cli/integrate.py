@@ -153,6 +153,9 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     if bpd.shape[-2:] != (k, t) or fpd.shape[-2:] != (k - 1, t):
         raise ValueError(f"phase differences must be BPD {(k, t)} and FPD {(k - 1, t)} per "
                          f"item, got {tuple(bpd.shape)} and {tuple(fpd.shape)}")
+    for name, d in (("BPD", bpd), ("FPD", fpd)):
+        if not torch.isfinite(d).all():
+            raise ValueError(f"{name} contains NaN or Inf values")
     integ = PhaseIntegrator(stft, solver, mag.device)
     diag, lower, weight, silent, restart = frame_systems(mag, fpd, integ.cfg)
     tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)

@@ -167,3 +167,17 @@ def test_push_refuses_bad_frames() -> None:
         integ.push(mag[:257, 0], b[:257, 0], f[:256, 0])
     with pytest.raises(ValueError, match="NaN"):
         integ.push(torch.full((513,), math.nan), b[:, 0], f[:, 0])
+
+
+def test_non_finite_phase_differences_are_refused():
+    cfg = StftConfig()
+    mag = torch.rand(cfg.n_bins, 6, dtype=torch.float64)
+    b, f = torch.zeros_like(mag), torch.zeros(cfg.n_bins - 1, 6, dtype=torch.float64)
+    bad = b.clone()
+    bad[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="BPD contains NaN"):
+        integrate(mag, bad, f, cfg)
+    badf = f.clone()
+    badf[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="FPD contains NaN or Inf"):
+        integrate(mag, b, badf, cfg)

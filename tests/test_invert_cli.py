@@ -19,9 +19,11 @@ from pesq import pesq
 from typer.testing import CliRunner
 
 from ppsi_cli.api import invert
+from ppsi_cli.batch import InvertOptions, Item, invert_items, predict_chunked
 from ppsi_cli.cli import app
 from ppsi_cli.config import StftConfig
 from ppsi_cli.dsp.stft import n_frames, stft
+from ppsi_cli.model import predict
 from ppsi_cli.spec_io import write_spectrogram
 from ppsi_cli.weights import load_weights
 
@@ -297,7 +299,43 @@ def test_batched_equals_one_by_one(tmp_path, speech, speech2, tiny_weights,
         outs[bs] = {n: read(tmp_path / str(bs) / n) for n in wavs(tmp_path / str(bs))}
     assert len(outs[1]) == 6 and outs[1].keys() == outs[3].keys()
     for name in outs[1]:
-        np.testing.assert_allclose(outs[3][name], outs[1][name], atol=1e-5, err_msg=name)
+        # float32 rounding differences (a batch is computed in other summation orders) grow
+        # along the phase recursion of this random model: up to ~1.5 % here; in float64 the
+        # batch is exact (next test)
+        a, b = outs[3][name], outs[1][name]
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a[:1000], b[:1000], atol=1e-5)
+        assert spectral_convergence(b, a) < 0.05, name
+
+
+@pytest.mark.parametrize("variant", ["online", "strided"])
+def test_invert_items_batched_equals_one_by_one_float64(speech, tiny_weights,
+                                                        tiny_strided_weights, variant) -> None:
+    """The reference twin: in float64 a padded batch gives exactly the one-by-one waveforms."""
+    model = load_weights(tiny_weights if variant == "online" else tiny_strided_weights)
+    model.net.double()
+    x = speech[0]
+    items = [Item(stft(x[s:s + n], CFG).abs(), None) for s, n in ((8000, 8000), (20000, 5300),
+                                                                   (30000, 6500))]
+    assert {it.mag.shape[-1] % 2 for it in items} == {0, 1}
+    options = InvertOptions(method="ppsi" if variant == "online" else "ppsi-strided")
+    cpu = torch.device("cpu")
+    one = [invert_items([it], model, CFG, options, cpu)[0] for it in items]
+    three = invert_items(items, model, CFG, options, cpu)
+    for it, a, b in zip(items, one, three):
+        assert a.shape == b.shape == (spec_len(it.mag.shape[-1]),)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-7)
+
+
+def test_predict_chunked_equals_predict(tiny_weights, tiny_strided_weights) -> None:
+    mag = torch.rand(2, CFG.n_bins, 101, generator=torch.Generator().manual_seed(0)) ** 4
+    for weights in (tiny_weights, tiny_strided_weights):
+        net = load_weights(weights).net.double()
+        b0, f0 = predict(net, mag.double())
+        for rows in (16, 50, 202):  # chunks of 8, 24 and all 101 frames
+            b1, f1 = predict_chunked(net, mag.double(), rows)
+            torch.testing.assert_close(b1, b0, atol=1e-12, rtol=0)
+            torch.testing.assert_close(f1, f0, atol=1e-12, rtol=0)
 
 
 def test_method_and_weights_must_agree(tmp_path, speech, tiny_weights) -> None:

@@ -1,0 +1,73 @@
+"""Tune the least-squares weights (p, g, magnitude floor) of a trained model on VALIDATION data.
+
+    python scripts/tune_solver.py --weights runs/online/weights.pt --data data/val --files 24
+
+Runs the CNN once per file, then the least squares + ISTFT for every (p, g, floor) of the grid,
+and prints mean WB-PESQ / ESTOI per setting, best first. Never point it at the evaluation set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import numpy as np
+import torch
+
+from ppsi_cli.config import SolverConfig
+from ppsi_cli.dsp.stft import istft, stft
+from ppsi_cli.integrate import integrate
+from ppsi_cli.metrics import MetricError, estoi, pesq_wb
+from ppsi_cli.model import predict
+from ppsi_cli.train.data import find_audio, load_mono
+from ppsi_cli.weights import load_weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--data", required=True, help="validation audio (never the evaluation set)")
+    ap.add_argument("--files", type=int, default=24)
+    ap.add_argument("--seconds", type=float, default=6.0, help="cut each file to this length")
+    ap.add_argument("--p", default="0.5,1,1.5,2")
+    ap.add_argument("--g", default="1,3,10,30,100")
+    ap.add_argument("--floor", default="1e-2,1e-3")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = load_weights(args.weights)
+    cfg = model.stft
+    files = find_audio(args.data)
+    idx = np.linspace(0, len(files) - 1, min(args.files, len(files))).round().astype(int)
+    items = []
+    for i in sorted(set(idx)):
+        x = load_mono(files[i], cfg.sample_rate)[: int(args.seconds * cfg.sample_rate)]
+        mag = stft(torch.from_numpy(x), cfg).abs()
+        b, f = predict(model.net, mag)
+        items.append((x, mag, b, f))
+    results = []
+    grid = itertools.product(*(map(float, s.split(",")) for s in (args.p, args.g, args.floor)))
+    for p, g, floor in grid:
+        solver = SolverConfig(p=p, g=g, mag_floor=floor)
+        pesqs, estois, failed = [], [], 0
+        for x, mag, b, f in items:
+            try:
+                y = istft(integrate(mag, b, f, cfg, solver), cfg, len(x)).double().numpy()
+                pesqs.append(pesq_wb(x, y, cfg.sample_rate))
+                estois.append(estoi(x, y, cfg.sample_rate))
+            except (MetricError, np.linalg.LinAlgError):
+                failed += 1
+        row = {"p": p, "g": g, "mag_floor": floor, "pesq": float(np.mean(pesqs)),
+               "estoi": float(np.mean(estois)), "n": len(pesqs), "failed": failed}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    results.sort(key=lambda r: -r["pesq"])
+    print("best:", json.dumps(results[0]))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The CNN: size, causality, gain invariance, strided inference, streaming == whole utterance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ppsi_cli.api import StreamingInverter, invert
+from ppsi_cli.config import ModelConfig, SolverConfig, StftConfig
+from ppsi_cli.dsp import stft
+from ppsi_cli.model import PhaseDiffNet, count_parameters, predict
+from ppsi_cli.weights import LoadedModel, load_weights, save_weights
+
+
+def _net(strided: bool, dtype=torch.float32, seed: int = 0) -> PhaseDiffNet:
+    torch.manual_seed(seed)
+    return PhaseDiffNet(ModelConfig(strided=strided)).to(dtype).eval()
+
+
+@pytest.mark.parametrize("strided,params", [(False, 8146), (True, 8180)])
+def test_size_and_cost(strided: bool, params: int) -> None:
+    net = _net(strided)
+    assert count_parameters(net) == params <= 8500
+    # stem 4->16 k5, 6 convs 16->16 k5, head 16->outputs k1, per bin, 513 bins
+    outs = 4 if strided else 2
+    assert net.multiply_adds_per_frame(513) == 513 * (4 * 16 * 5 + 6 * 16 * 16 * 5 + 16 * outs)
+
+
+@pytest.mark.parametrize("strided", [False, True])
+def test_causal_and_gain_invariant(speech, strided: bool) -> None:
+    x, _ = speech
+    mag = stft(x.float(), StftConfig()).abs()[:, 40:100]
+    net = _net(strided)
+    b, f = predict(net, mag)
+    assert b.shape == mag.shape and f.shape == (mag.shape[0] - 1, mag.shape[1])
+    changed = mag.clone()
+    changed[:, 30:] = torch.rand_like(changed[:, 30:])
+    b2, f2 = predict(net, changed)
+    # frames < 30 never see frame 30 (strided: frame 29 sees it only as look-ahead)
+    last = 29 if strided else 30
+    assert torch.equal(b2[:, :last], b[:, :last]) and torch.equal(f2[:, :last], f[:, :last])
+    assert not torch.allclose(b2[:, 30:], b[:, 30:])
+    b3, f3 = predict(net, 123.0 * mag)
+    assert torch.allclose(b3, b, atol=1e-4) and torch.allclose(f3, f, atol=1e-4)
+
+
+def test_strided_runs_half_the_passes(speech) -> None:
+    x, _ = speech
+    mag = stft(x.float(), StftConfig()).abs()[:, :51]
+    net = _net(True)
+    calls = []
+    net.stem.register_forward_hook(lambda m, i, o: calls.append(o.shape[-2]))
+    predict(net, mag)
+    assert calls == [26]  # frames 1, 3, ..., 51 (one silent look-ahead frame for the odd count)
+
+
+@pytest.mark.parametrize("strided", [False, True])
+@pytest.mark.parametrize("frames", [40, 41])
+def test_streaming_equals_whole_utterance(speech, strided: bool, frames: int) -> None:
+    x, _ = speech
+    cfg = StftConfig()
+    mag = stft(x, cfg).abs()[:, 60:60 + frames]
+    model = LoadedModel(_net(strided, torch.float64), cfg, SolverConfig())
+    whole = invert(mag, model=model)
+    stream = StreamingInverter(model)
+    parts = [stream.push(mag[:, t]) for t in range(frames)] + [stream.flush()]
+    streamed = torch.cat(parts)
+    assert streamed.shape == whole.shape == ((frames + 1) * 256 - 1024,)
+    assert torch.allclose(streamed, whole, atol=1e-7 * whole.abs().max())
+    # the online model emits one hop per frame once the first window is full
+    if not strided:
+        assert [p.numel() for p in parts[3:-1]] == [256] * (frames - 3)
+
+
+def test_weights_round_trip_and_refusals(tmp_path) -> None:
+    net = _net(False)
+    path = save_weights(tmp_path / "w.pt", net, StftConfig(), SolverConfig(p=1.5, g=20))
+    m = load_weights(path)
+    assert m.solver.p == 1.5 and m.stft == StftConfig()
+    for k, v in net.state_dict().items():
+        assert torch.equal(m.net.state_dict()[k], v)
+    torch.save({"format": "ppsi-weights", "version": 99}, tmp_path / "v.pt")
+    with pytest.raises(ValueError, match="version 99"):
+        load_weights(tmp_path / "v.pt")
+    torch.save({"hello": 1}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not a ppsi weights file"):
+        load_weights(tmp_path / "x.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"format": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a loadable"):
+        load_weights(tmp_path / "evil.pt")
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "missing.pt")
