@@ -181,7 +181,8 @@ def load_input(path: Path, cfg: StftConfig) -> Item:
     try:
         x, sr = read_audio(path, mono=False)
     except Exception as exc:
-        raise InputError(f"unreadable audio ({type(exc).__name__}: {exc})") from None
+        why = str(exc).replace(f"Error opening {str(path)!r}: ", "")  # the line names the file
+        raise InputError(f"unreadable audio ({type(exc).__name__}: {why})") from None
     notices = []
     if x.shape[-1] == 0:
         raise InputError("audio has zero samples")
@@ -208,17 +209,21 @@ def invert_items(items: list[Item], model: LoadedModel | None, cfg: StftConfig,
         # frames after an item's end change none of its samples; padding with the look-ahead
         # floor predict() uses makes a batch give exactly what one by one gives
         mags = torch.stack([pad_frames(it.mag, t_max) for it in items]).to(device)
+        # one item: unbatched systems, which take the solver's fast path on CPU (2-3x faster)
+        single = len(items) == 1
         if method == "oracle":
             if any(it.spec is None for it in items):
                 raise InputError("method oracle needs audio input (it uses the true phase)")
             specs = torch.stack([torch.nn.functional.pad(it.spec, (0, t_max - it.spec.shape[-1]))
                                  for it in items]).to(device)
-            rec = oracle_spectrogram(specs, cfg, model.solver if model else None)
+            rec = oracle_spectrogram(_unbatch(specs, single), cfg, model.solver if model else None)
         else:
             check_magnitude(mags, cfg)
             rows = CHUNK_ROWS_CUDA if mags.device.type == "cuda" else CHUNK_ROWS_CPU
             b, f = predict_chunked(model.net, mags, rows)
-            rec = integrate(mags, b.to(mags.dtype), f.to(mags.dtype), cfg, model.solver)
+            rec = integrate(*(_unbatch(x.to(mags.dtype), single) for x in (mags, b, f)), cfg,
+                            model.solver)
+        rec = rec.reshape(len(items), *rec.shape[-2:])
         if options.refine:
             from .baselines.griffin_lim import griffin_lim_stft
 
@@ -274,6 +279,10 @@ def predict_chunked(net: PhaseDiffNet, mag: torch.Tensor, max_rows: int = CHUNK_
             parts.append((b[..., s - lo:], f[..., s - lo:]))
         b, f = (torch.cat(p, dim=-1) for p in zip(*parts))
     return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)
+
+
+def _unbatch(x: torch.Tensor, single: bool) -> torch.Tensor:
+    return x[0] if single else x
 
 
 def pad_frames(mag: torch.Tensor, frames: int) -> torch.Tensor:

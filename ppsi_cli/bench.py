@@ -1,7 +1,9 @@
-"""Benchmarks: time every tridiagonal solver on random Hermitian positive-definite systems.
+"""Benchmarks: tridiagonal solvers on random Hermitian PD systems; whole inversions on speech.
 
 ``bench_solvers`` returns one plain dict per (solver, batch size); the CLI renders them
-(``ppsi bench solvers``). Times are per single system (total time / systems solved), so a batched
+(``ppsi bench solvers``). ``bench_invert`` times every inversion method on real speech, in
+seconds per audio second, with the ppsi CNN and least-squares parts apart (``ppsi bench
+invert``). Solver times are per single system (total time / systems solved), so a batched
 solver's advantage shows up directly; ``vs_dense`` and ``vs_reference`` say how many times faster
 than the dense baseline and the SciPy reference, both measured in the same run.
 """
@@ -10,11 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 
+from .config import ModelConfig, SolverConfig, StftConfig
+from .model import PhaseDiffNet
 from .solvers import SOLVERS, resolve
+from .weights import LoadedModel, load_weights, shipped_weights
 
 #: Solvers in the order they are reported.
 BENCH_SOLVERS = ("reference", "lapack", "thomas", "triton", "dense")
@@ -164,6 +170,201 @@ def bench_solvers(device: torch.device | str = "cpu", k: int = 513,
                 row["vs_dense"] = per_solve["dense"] / s if "dense" in per_solve else math.nan
                 row["vs_reference"] = (per_solve["reference"] / s if "reference" in per_solve
                                        else math.nan)
+                rows.append(row)
+                if on_result is not None:
+                    on_result(row)
+        return rows
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+# --- whole inversion: ``ppsi bench invert`` -------------------------------------------------
+
+#: Methods in the order they are reported; griffin-lim is timed at two iteration counts.
+INVERT_METHODS = ("ppsi", "ppsi-strided", "oracle", "rtisi-la", "rtisi", "griffin-lim-32",
+                  "griffin-lim-100", "pghi", "rtpghi")
+#: Methods timed by default on CUDA (batched on the device); the others loop over files.
+CUDA_METHODS = ("ppsi", "ppsi-strided", "oracle")
+CUDA_BATCHES = (1, 16, 256)
+#: The CPU target of the issue: ppsi online at or under this many seconds per audio second.
+TARGET_SECONDS_PER_AUDIO_SECOND = 0.02
+
+
+def example_clips() -> list[Path]:
+    """The speech clips shipped with the checkout (``examples/audio/*.wav``)."""
+    return sorted((Path(__file__).resolve().parents[1] / "examples" / "audio").glob("*.wav"))
+
+
+def speech_clip(seconds: float, files: Iterable[Path] | None = None,
+                cfg: StftConfig | None = None) -> torch.Tensor:
+    """``seconds`` of speech (float32, mono, at ``cfg.sample_rate``): the clips concatenated,
+    repeated as needed, cut to length."""
+    from .io import read_audio
+
+    cfg = cfg or StftConfig()
+    files = list(files) if files is not None else example_clips()
+    if not files:
+        raise FileNotFoundError("no speech clips to time on (examples/audio/*.wav is not here); "
+                                "pass --audio FILE")
+    parts = []
+    for f in files:
+        x, sr = read_audio(f)
+        if sr != cfg.sample_rate:
+            raise ValueError(f"{f}: {sr} Hz; the benchmark needs {cfg.sample_rate} Hz audio")
+        parts.append(torch.from_numpy(x))
+    x = torch.cat(parts)
+    n = int(round(seconds * cfg.sample_rate))
+    if n < cfg.win_length:
+        raise ValueError(f"seconds must give at least one window ({cfg.win_length} samples), "
+                         f"got {seconds}")
+    return x.repeat(-(-n // x.numel()))[:n].contiguous()
+
+
+def bench_model(variant: str, weights: str | Path | None = None,
+                device: torch.device | str = "cpu") -> tuple[LoadedModel, str]:
+    """The model to time for ``variant`` (online | strided) and where it came from.
+
+    ``weights`` if it holds that variant, else the shipped weights, else seeded random weights of
+    the default config: speed does not depend on the weights' values.
+    """
+    strided = variant == "strided"
+    if weights is not None:
+        model = load_weights(weights, device)
+        if model.net.cfg.strided == strided:
+            return model, f"weights {Path(weights).name}"
+    try:
+        return load_weights(shipped_weights(variant), device), "shipped weights"
+    except FileNotFoundError:
+        pass
+    torch.manual_seed(0)
+    net = PhaseDiffNet(ModelConfig(strided=strided)).eval().to(device)
+    return LoadedModel(net, StftConfig(), SolverConfig()), "random weights (default config)"
+
+
+def _median_times(fns: list[Callable[[], object]], device: torch.device,
+                  repeats: int) -> list[float]:
+    """Median seconds per call of each of ``fns``, timed interleaved (a load that comes and
+    goes during the run then touches all of them alike)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, record in zip(fns, times):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            record.append(time.perf_counter() - t0)
+    return [sorted(t)[len(t) // 2] for t in times]
+
+
+def _method_fns(method: str, mags: torch.Tensor, specs: torch.Tensor,
+                model: LoadedModel | None):
+    """``(total, cnn, ls)`` callables timing ``method`` on magnitudes (B, K, T); cnn and ls are
+    None except for ppsi methods. The whole run ends with the ISTFT to a waveform."""
+    from .api import oracle_spectrogram
+    from .batch import CHUNK_ROWS_CPU, CHUNK_ROWS_CUDA, predict_chunked
+    from .dsp.stft import istft
+    from .integrate import integrate
+
+    cfg = StftConfig()
+    if method in ("ppsi", "ppsi-strided"):
+        rows = CHUNK_ROWS_CUDA if mags.device.type == "cuda" else CHUNK_ROWS_CPU
+        b, f = predict_chunked(model.net, mags, rows)
+
+        def cnn():
+            return predict_chunked(model.net, mags, rows)
+
+        def ls():
+            return integrate(mags, b, f, model.stft, model.solver)
+
+        def total():
+            bb, ff = predict_chunked(model.net, mags, rows)
+            return istft(integrate(mags, bb, ff, model.stft, model.solver), model.stft)
+
+        return total, cnn, ls
+    if method == "oracle":
+        return (lambda: istft(oracle_spectrogram(specs, cfg), cfg)), None, None
+    from .baselines import BASELINES
+
+    if method.startswith("griffin-lim-"):
+        n_iter = int(method.rsplit("-", 1)[1])
+        return (lambda: BASELINES["griffin-lim"](mags, cfg, n_iter=n_iter)), None, None
+    return (lambda: BASELINES[method](mags, cfg)), None, None
+
+
+def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
+                 methods: Iterable[str] | None = None, weights: str | Path | None = None,
+                 threads: int | None = 1, batches: Iterable[int] | None = None,
+                 repeats: int = 5, audio: Iterable[Path] | None = None,
+                 on_result: Callable[[dict], None] | None = None) -> list[dict]:
+    """Time whole inversions (magnitudes -> waveform) of ``seconds`` of real speech per method.
+
+    On CPU each method runs on one clip (batch 1) with ``threads`` torch threads; on CUDA on
+    batches of ``batches`` clips (default 1, 16, 256). Each time is the median of ``repeats``
+    runs after one warm-up run on the first second. Returns one dict per (method, batch):
+    ``method``, ``batch``, ``device``, ``threads``, ``audio_seconds`` (per run),
+    ``seconds_per_audio_second``, ``realtime_factor`` (audio seconds per second), for ppsi
+    methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`, in the time
+    chunks :func:`ppsi_cli.batch.predict_chunked` makes of long batches) and
+    ``ls_seconds_per_audio_second`` (:func:`ppsi_cli.integrate.integrate`), and ``weights``
+    (where the model came from; "" for the others). The STFT of the input is not timed: the
+    methods start from magnitudes (oracle from the complex STFT).
+    """
+    from .dsp.stft import stft
+
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {str(device)!r}")
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    default = CUDA_METHODS if device.type == "cuda" else INVERT_METHODS
+    names = list(methods) if methods is not None else list(default)
+    unknown = [m for m in names if m not in INVERT_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(INVERT_METHODS)}")
+    sizes = list(batches) if batches is not None else (
+        list(CUDA_BATCHES) if device.type == "cuda" else [1])
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"batch sizes must be >= 1, got {sizes}")
+
+    cfg = StftConfig()
+    clip = speech_clip(seconds, audio, cfg)
+    audio_seconds = clip.numel() / cfg.sample_rate
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        rows = []
+        for method in names:
+            model, source = None, ""
+            if method in ("ppsi", "ppsi-strided"):
+                variant = "strided" if method == "ppsi-strided" else "online"
+                model, source = bench_model(variant, weights, device)
+            for batch in sizes:
+                spec1 = stft(clip.to(device), cfg)
+                # one file: unbatched, as ppsi_cli.batch inverts it (the solver's fast path)
+                specs = spec1 if batch == 1 else spec1.expand(batch, *spec1.shape).contiguous()
+                mags = specs.abs()
+                warm = _method_fns(method, mags[..., :cfg.sample_rate // cfg.hop_length],
+                                   specs[..., :cfg.sample_rate // cfg.hop_length], model)[0]
+                warm()
+                total, cnn, ls = _method_fns(method, mags, specs, model)
+                work = audio_seconds * batch
+                row = dict(method=method, batch=batch, device=str(device),
+                           threads=torch.get_num_threads(), audio_seconds=audio_seconds)
+                timed = _median_times([total] + ([cnn, ls] if cnn is not None else []), device,
+                                      repeats)
+                row["seconds_per_audio_second"] = timed[0] / work
+                row["realtime_factor"] = 1.0 / row["seconds_per_audio_second"]
+                if cnn is not None:
+                    row["cnn_seconds_per_audio_second"] = timed[1] / work
+                    row["ls_seconds_per_audio_second"] = timed[2] / work
+                row["weights"] = source
                 rows.append(row)
                 if on_result is not None:
                     on_result(row)

@@ -11,6 +11,7 @@ A leading dimension of size 1 is dropped. Metadata that disagrees with the model
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -60,6 +61,13 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
     ext = path.suffix.lower()
     meta: dict = {}
     try:
+        magic = {".npy": (b"\x93NUMPY", "an .npy file (no NumPy header)"),
+                 ".npz": (b"PK", "an .npz file (not a zip archive)")}.get(ext)
+        if magic is not None:
+            with open(path, "rb") as f:
+                head = f.read(len(magic[0]))
+            if head != magic[0]:  # else np.load would try it as a pickle and say so
+                raise SpecError("is empty (0 bytes)" if not head else f"is not {magic[1]}")
         if ext == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif ext == ".npz":
@@ -82,10 +90,13 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise SpecError("contains pickled Python objects; refused (save plain arrays)") from exc
-        raise SpecError(f"unreadable ({exc})") from exc
+        raise SpecError(f"unreadable or truncated ({exc})") from exc
     except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
         raise SpecError(f"unreadable or truncated ({type(exc).__name__}: {exc})") from exc
-    except Exception as exc:  # e.g. torch's UnpicklingError for non-tensor pickles
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met a non-tensor
+        raise SpecError("contains pickled Python objects other than tensors; refused "
+                        "(save a plain tensor)") from exc
+    except Exception as exc:  # whatever else a corrupt file makes a reader raise
         raise SpecError(f"refused ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
     if arr.dtype.kind == "c":
         raise SpecError("is complex; save magnitudes (np.abs of the STFT)")
@@ -103,7 +114,8 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         raise SpecError(f"contains {'NaN' if np.isnan(arr).any() else 'Inf'} values")
-    mag = _to_linear(arr, scale)
+    with np.errstate(over="ignore"):  # overflow is reported just below
+        mag = _to_linear(arr, scale)
     if not np.isfinite(mag).all():
         raise SpecError(f"{scale} values overflow when converted to linear magnitude")
     return Spectrogram(mag.astype(np.float32), meta)

@@ -93,3 +93,55 @@ def test_random_systems_are_hermitian_positive_definite() -> None:
     assert torch.linalg.eigvalsh(mat).min() > 0
     x = solve_reference(lower, diag, upper, rhs)
     assert torch.allclose(mat @ x.unsqueeze(-1), rhs.unsqueeze(-1))
+
+
+def test_bench_invert_json(tiny_weights) -> None:
+    """``ppsi bench invert`` on 1 s of speech: one row per method, the ppsi split adds up."""
+    result = runner.invoke(app, ["bench", "invert", "--json", "--seconds", "1", "--methods",
+                                 "ppsi,oracle", "--weights", str(tiny_weights), "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["method"] for r in rows] == ["ppsi", "oracle"]
+    for r in rows:
+        assert r["batch"] == 1 and r["device"] == "cpu" and r["threads"] == 1
+        assert r["audio_seconds"] == pytest.approx(1.0)
+        assert 0 < r["seconds_per_audio_second"] < 10
+        assert r["realtime_factor"] == pytest.approx(1 / r["seconds_per_audio_second"])
+    ppsi, oracle = rows
+    assert ppsi["weights"] == f"weights {tiny_weights.name}" and oracle["weights"] == ""
+    assert "cnn_seconds_per_audio_second" not in oracle
+    parts = ppsi["cnn_seconds_per_audio_second"] + ppsi["ls_seconds_per_audio_second"]
+    assert 0 < parts < 3 * ppsi["seconds_per_audio_second"]  # separate runs: timing noise
+
+
+def test_bench_invert_table_and_errors(tiny_weights) -> None:
+    result = runner.invoke(app, ["bench", "invert", "--seconds", "0.5", "--methods",
+                                 "ppsi,ppsi-strided", "--weights", str(tiny_weights),
+                                 "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.split())  # the caption wraps
+    for text in ("s per audio s", "CNN s/s", "LS s/s", "ppsi-strided", "Strided CNN =",
+                 "Target ppsi ≤ 0.02", f"weights {tiny_weights.name}"):
+        assert text in words, text
+    # the strided variant: no weights given, so shipped ones or random ones, said so
+    assert "shipped weights" in words or "random weights (default config)" in words
+    for args, message in ((["--methods", "ppsi,magic"], "--methods: unknown magic"),
+                          (["--seconds", "0"], "--seconds must be > 0"),
+                          (["--batches", "16"], "--batches: only on CUDA")):
+        result = runner.invoke(app, ["bench", "invert", *args])
+        assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_bench_invert_library_batches(tiny_strided_weights) -> None:
+    """The batched path (CUDA's, run here on CPU): one row per (method, batch)."""
+    from ppsi_cli.bench import bench_invert
+
+    before = torch.get_num_threads()
+    rows = bench_invert(seconds=0.5, methods=["ppsi-strided", "oracle"], batches=[1, 2],
+                        repeats=1, weights=tiny_strided_weights)
+    assert torch.get_num_threads() == before
+    assert [(r["method"], r["batch"]) for r in rows] == [
+        ("ppsi-strided", 1), ("ppsi-strided", 2), ("oracle", 1), ("oracle", 2)]
+    assert all(r["seconds_per_audio_second"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="unknown method"):
+        bench_invert(methods=["nope"])

@@ -162,7 +162,7 @@ def test_npz_scales_equal_linear(tmp_path, speech, tiny_weights, scale) -> None:
 @pytest.mark.parametrize("fmt", ["npz", "npy", "pt"])
 def test_spec_files_read_back_by_invert(tmp_path, speech, tiny_weights, fmt) -> None:
     audio, specs, out = tmp_path / "audio", tmp_path / "specs", tmp_path / "out"
-    a = write(audio / "a.wav", clip(speech, 0.5))
+    write(audio / "a.wav", clip(speech, 0.5))
     write(audio / "sub" / "b.wav", clip(speech, 0.3, start=2.0))
     result = run("spec", audio, "-o", specs, "--format", fmt)
     assert result.exit_code == 0 and "2 spectrogram(s) written" in result.stdout
@@ -176,7 +176,8 @@ def test_spec_files_read_back_by_invert(tmp_path, speech, tiny_weights, fmt) -> 
     direct = run("invert", audio, "-o", out / "audio", "--weights", tiny_weights, "--device",
                  "cpu", "--subtype", "FLOAT")
     assert direct.exit_code == 0, direct.output
-    for name, n in (("a.wav", sf.info(a).frames), ("sub/b.wav", sf.info(audio / "sub/b.wav").frames)):
+    for name in ("a.wav", "sub/b.wav"):
+        n = sf.info(audio / name).frames
         y, ref = read(out / "spec" / name), read(out / "audio" / name)
         assert len(y) == spec_len(n_frames(n, CFG)) and len(ref) == n
         np.testing.assert_allclose(y[:n], ref, atol=1e-6)
@@ -328,11 +329,11 @@ def test_invert_items_batched_equals_one_by_one_float64(speech, tiny_weights,
 
 
 def test_predict_chunked_equals_predict(tiny_weights, tiny_strided_weights) -> None:
-    mag = torch.rand(2, CFG.n_bins, 101, generator=torch.Generator().manual_seed(0)) ** 4
+    mag = torch.rand(2, CFG.n_bins, 61, generator=torch.Generator().manual_seed(0)) ** 4
     for weights in (tiny_weights, tiny_strided_weights):
         net = load_weights(weights).net.double()
         b0, f0 = predict(net, mag.double())
-        for rows in (16, 50, 202):  # chunks of 8, 24 and all 101 frames
+        for rows in (20, 60, 122):  # chunks of 10, 30 and all 61 frames
             b1, f1 = predict_chunked(net, mag.double(), rows)
             torch.testing.assert_close(b1, b0, atol=1e-12, rtol=0)
             torch.testing.assert_close(f1, f0, atol=1e-12, rtol=0)
@@ -369,10 +370,14 @@ def spectral_convergence(x: np.ndarray, y: np.ndarray) -> float:
     return float(torch.linalg.norm(a - b) / torch.linalg.norm(a))
 
 
-@pytest.mark.parametrize("method, limit", [("griffin-lim", 0.25), ("rtisi-la", 0.35),
-                                           ("rtisi", 0.5), ("pghi", 0.5), ("rtpghi", 0.6)])
+@pytest.mark.parametrize("method, limit", [("griffin-lim", 0.1), ("rtisi-la", 0.1),
+                                           ("rtisi", 0.2), ("pghi", 0.2), ("rtpghi", 0.3)])
 def test_baseline_methods(tmp_path, speech, method, limit) -> None:
-    """Each baseline inverts audio and spectrogram files to magnitudes close to the input's."""
+    """Each baseline inverts audio and spectrogram files to magnitudes close to the input's.
+
+    Spectral convergence measured on this clip: GL 0.05, RTISI-LA 0.04, RTISI 0.10, PGHI 0.08,
+    RTPGHI 0.17 (noise would give ~1).
+    """
     src, out = tmp_path / "in", tmp_path / "out"
     a = write(src / "a.wav", clip(speech, 0.5))
     np.save(src / "m.npy", magnitude(a))

@@ -1,9 +1,11 @@
-"""``ppsi bench``: speed measurements (``ppsi bench solvers``; more commands join ``bench_app``)."""
+"""``ppsi bench``: speed measurements (``ppsi bench solvers``, ``ppsi bench invert``)."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
+from typing import Optional
 
 import torch
 import typer
@@ -107,3 +109,113 @@ def solvers(
         typer.echo(json.dumps(clean, indent=2))
     else:
         out.print(solvers_table(rows))
+
+
+def _per_audio_second(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.4f}"
+
+
+def invert_table(rows: list[dict]) -> Table:
+    """Rich table of :func:`ppsi_cli.bench.bench_invert` results."""
+    from ..bench import TARGET_SECONDS_PER_AUDIO_SECOND
+
+    first = rows[0] if rows else {}
+    cuda = first.get("device", "cpu").startswith("cuda")
+    notes = [f"{first.get('audio_seconds', 0):.1f} s of speech per file, {first.get('device')}"
+             + ("" if cuda else f", {first.get('threads')} thread(s)")
+             + "; s per audio s: lower is better."]
+    cnn = {r["method"]: r["cnn_seconds_per_audio_second"] for r in rows
+           if "cnn_seconds_per_audio_second" in r and r["batch"] == first.get("batch")}
+    if "ppsi" in cnn and not cuda:
+        total = next(r for r in rows if r["method"] == "ppsi")["seconds_per_audio_second"]
+        verdict = "met" if total <= TARGET_SECONDS_PER_AUDIO_SECOND else "NOT met"
+        notes.append(f"Target ppsi ≤ {TARGET_SECONDS_PER_AUDIO_SECOND} s per audio s "
+                     f"(≥ {1 / TARGET_SECONDS_PER_AUDIO_SECOND:.0f}× real time): {verdict}.")
+    if {"ppsi", "ppsi-strided"} <= cnn.keys():
+        notes.append(f"Strided CNN = {cnn['ppsi-strided'] / cnn['ppsi']:.2f} × the online CNN "
+                     "(expected ~0.5).")
+    for source in sorted({r["weights"] for r in rows if r["weights"]}):
+        notes.append(f"ppsi models: {source}"
+                     + (" — speed does not depend on the weights' values." if "random" in source
+                        else "."))
+    table = Table(title="Inversion speed, magnitudes → waveform", caption=" ".join(notes))
+    table.add_column("method")
+    if cuda:
+        table.add_column("batch", justify="right")
+    table.add_column("s per audio s", justify="right")
+    table.add_column("× real time", justify="right")
+    table.add_column("CNN s/s", justify="right")
+    table.add_column("LS s/s", justify="right")
+    previous = None
+    for row in rows:
+        if previous is not None and row["method"] != previous:
+            table.add_section()
+        previous = row["method"]
+        cells = [row["method"]] + ([str(row["batch"])] if cuda else [])
+        table.add_row(*cells, _per_audio_second(row["seconds_per_audio_second"]),
+                      _times(row["realtime_factor"]),
+                      _per_audio_second(row.get("cnn_seconds_per_audio_second")),
+                      _per_audio_second(row.get("ls_seconds_per_audio_second")))
+    return table
+
+
+@bench_app.command("invert")
+def invert_speed(
+    as_json: bool = typer.Option(False, "--json", help="Print the results as a JSON list."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
+    threads: int = typer.Option(1, "--threads", help="torch intra-op threads for the run."),
+    seconds: float = typer.Option(10.0, "--seconds", help="Seconds of speech per file."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Weights file for ppsi "
+                                           "(default: shipped weights, else random ones)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods "
+                                          "(default: all on CPU; ppsi, ppsi-strided, oracle on "
+                                          "CUDA)."),
+    batches: Optional[str] = typer.Option(None, "--batches", help="CUDA batch sizes "
+                                          "(default 1,16,256)."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed runs per method (median)."),
+    audio: Optional[list[Path]] = typer.Option(None, "--audio", help="Speech file(s) to time "
+                                               "on (default: examples/audio)."),
+) -> None:
+    """Time every inversion method on real speech: seconds per audio second, CNN vs LS."""
+    from ..bench import INVERT_METHODS, bench_invert
+
+    if device not in ("cpu", "cuda"):
+        raise fail(f"--device must be cpu or cuda, got {device!r}", code=2)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise fail("--device cuda: no CUDA device is available here")
+    names = None
+    if methods is not None:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in names if m not in INVERT_METHODS]
+        if unknown or not names:
+            raise fail(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from "
+                       f"{', '.join(INVERT_METHODS)}", code=2)
+    try:
+        sizes = parse_batches(batches) if batches is not None else None
+    except ValueError as e:
+        raise fail(str(e), code=2)
+    if device == "cpu" and sizes not in (None, [1]):
+        raise fail("--batches: only on CUDA (the CPU figure is one file on --threads threads)",
+                   code=2)
+    for name, value, low in (("--threads", threads, 1), ("--repeats", repeats, 1)):
+        if value < low:
+            raise fail(f"{name} must be >= {low}, got {value}", code=2)
+    if not seconds > 0:
+        raise fail(f"--seconds must be > 0, got {seconds}", code=2)
+
+    with err.status("timing inversion…") as status:
+        def on_result(row: dict) -> None:
+            status.update(f"timing inversion… {row['method']} at batch {row['batch']} done")
+
+        try:
+            rows = bench_invert(device=device, seconds=seconds, methods=names,
+                                weights=weights, threads=threads, batches=sizes,
+                                repeats=repeats, audio=audio, on_result=on_result)
+        except (ValueError, FileNotFoundError) as e:
+            raise fail(str(e)) from None
+    if as_json:
+        clean = [{key: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for key, v in row.items()} for row in rows]
+        typer.echo(json.dumps(clean, indent=2))
+    else:
+        out.print(invert_table(rows))
