@@ -15,6 +15,7 @@ The first frame, and any frame after digital silence, integrates FPD along frequ
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .config import SolverConfig, StftConfig
@@ -135,9 +136,15 @@ class PhaseIntegrator:
         return mag * unit
 
     def _solve_frame(self, diag, lower, rhs):
-        if self.solver_name == "lapack" and rhs.ndim == 1:  # hot path on CPU: no wrappers
-            return torch.from_numpy(ptsv(diag.numpy(), lower.resolve_conj().numpy(),
-                                         rhs.numpy()))
+        if self.solver_name == "lapack":  # hot path on CPU: LAPACK per system, no wrappers
+            if rhs.ndim == 1:
+                return torch.from_numpy(ptsv(diag.numpy(), lower.resolve_conj().numpy(),
+                                             rhs.numpy()))
+            d = diag.reshape(-1, diag.shape[-1]).numpy()
+            e = lower.resolve_conj().reshape(-1, lower.shape[-1]).numpy()
+            b = rhs.reshape(-1, rhs.shape[-1]).numpy()
+            out = np.stack([ptsv(d[i], e[i], b[i]) for i in range(b.shape[0])])
+            return torch.from_numpy(out).reshape(rhs.shape)
         return self._solve(lower, diag.to(rhs.dtype), lower.conj(), rhs)
 
 
