@@ -1,6 +1,7 @@
 """Tune the least-squares weights (p, g, magnitude floor) of a trained model on VALIDATION data.
 
-    python scripts/tune_solver.py --weights runs/online/weights.pt --data data/val --files 24
+    python scripts/tune_solver.py --weights runs/online/weights.pt --data data/val --files 24 \
+        --write weights/ppsi-online.pt
 
 Runs the CNN once per file, then the least squares + ISTFT for every (p, g, floor) of the grid,
 and prints mean WB-PESQ / ESTOI per setting, best first. Never point it at the evaluation set.
@@ -21,7 +22,7 @@ from ppsi_cli.integrate import integrate
 from ppsi_cli.metrics import MetricError, estoi, pesq_wb
 from ppsi_cli.model import predict
 from ppsi_cli.train.data import find_audio, load_mono
-from ppsi_cli.weights import load_weights
+from ppsi_cli.weights import load_weights, save_weights
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--g", default="1,3,10,30,100")
     ap.add_argument("--floor", default="1e-2,1e-3")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--write", default=None, help="save a copy of the weights with the best setting")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_weights(args.weights)
@@ -67,6 +69,13 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
+    if args.write:
+        best = results[0]
+        solver = SolverConfig(p=best["p"], g=best["g"], mag_floor=best["mag_floor"])
+        meta = {**model.meta, "solver_tuned_on": f"{args.data} ({best['n']} files)",
+                "solver_tuning_pesq": round(best["pesq"], 3)}
+        save_weights(args.write, model.net, model.stft, solver, meta)
+        print("wrote", args.write)
 
 
 if __name__ == "__main__":
