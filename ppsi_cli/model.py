@@ -29,7 +29,10 @@ class GatedBlock(nn.Module):
         self.conv_b = nn.Conv2d(channels, channels, (1, kernel_size), padding=pad)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.conv_a(h) * torch.sigmoid(self.conv_b(h))
+        a, g = self.conv_a(h), self.conv_b(h)
+        if torch.is_grad_enabled() and g.requires_grad:
+            return torch.addcmul(h, a, torch.sigmoid(g))
+        return g.sigmoid_().mul_(a).add_(h)  # inference: in place, no temporaries
 
 
 class PhaseDiffNet(nn.Module):

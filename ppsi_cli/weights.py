@@ -51,6 +51,9 @@ def save_weights(path: str | Path, net: PhaseDiffNet, stft: StftConfig, solver: 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; use the usual mode
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
