@@ -168,9 +168,32 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)
     wrot = weight * torch.polar(torch.ones_like(tpd), tpd)
     mag_t, fpd_t = mag.transpose(-1, -2), fpd.to(mag.dtype).transpose(-1, -2)
+    if integ.solver_name == "lapack" and mag.ndim == 2:  # one utterance on CPU: all NumPy
+        return torch.from_numpy(_recursion_numpy(
+            mag_t.numpy(), fpd_t.numpy(), diag.numpy(), lower.resolve_conj().numpy(),
+            wrot.numpy(), silent.numpy(), restart.numpy())).transpose(-1, -2)
     frames = []
     for i in range(t):
         frames.append(integ._step(mag_t[..., i, :], fpd_t[..., i, :], diag[..., i, :],
                                   lower[..., i, :], wrot[..., i, :], silent[..., i],
                                   restart[..., i]))
     return torch.stack(frames, dim=-1)
+
+
+def _recursion_numpy(mag, fpd, diag, lower, wrot, silent, restart):
+    """The frame recursion of :meth:`PhaseIntegrator._step` for one utterance, (T, K) arrays in
+    NumPy with LAPACK ``?ptsv``: the same arithmetic without per-frame torch overhead."""
+    n_t, k = mag.shape
+    out = np.zeros((n_t, k), dtype=wrot.dtype)
+    tiny = np.finfo(mag.dtype).tiny
+    unit = None
+    for t in range(n_t):
+        if unit is None or restart[t]:
+            unit = np.exp(1j * np.concatenate([[0.0], np.cumsum(fpd[t])])).astype(wrot.dtype)
+        else:
+            z = ptsv(diag[t], lower[t], wrot[t] * unit)
+            unit = z / np.maximum(np.abs(z), tiny)
+        if silent[t]:
+            unit = np.zeros_like(unit)
+        out[t] = mag[t] * unit
+    return out
