@@ -88,8 +88,9 @@ def score(
     for col in ("metric", "mean ± std", "95% CI", "n", "failed"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for m, s in summary.items():
-        table.add_row(m, f"{_fmt(s.mean)} ± {_fmt(s.std)}",
-                      f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]", str(s.n),
+        spread = f" ± {_fmt(s.std)}" if s.n > 1 else ""  # no spread from a single pair
+        ci = f"[{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]" if s.n > 1 else "–"
+        table.add_row(m, f"{_fmt(s.mean)}{spread}", ci, str(s.n),
                       f"[red]{s.failed}[/]" if s.failed else "0")
     out.print(table)
 
