@@ -168,10 +168,14 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)
     wrot = weight * torch.polar(torch.ones_like(tpd), tpd)
     mag_t, fpd_t = mag.transpose(-1, -2), fpd.to(mag.dtype).transpose(-1, -2)
-    if integ.solver_name == "lapack" and mag.ndim == 2:  # one utterance on CPU: all NumPy
-        return torch.from_numpy(_recursion_numpy(
-            mag_t.numpy(), fpd_t.numpy(), diag.numpy(), lower.resolve_conj().numpy(),
-            wrot.numpy(), silent.numpy(), restart.numpy())).transpose(-1, -2)
+    if integ.solver_name == "lapack":  # CPU: each utterance's recursion in NumPy + LAPACK
+        lead = mag.shape[:-2]
+        flat = [a.reshape(-1, *a.shape[-2:]).numpy() for a in (
+            mag_t, fpd_t, diag, lower.resolve_conj(), wrot)]
+        masks = [m.reshape(-1, t).numpy() for m in (silent, restart)]
+        out = np.stack([_recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks))
+                        for i in range(flat[0].shape[0])])
+        return torch.from_numpy(out).reshape(*lead, t, k).transpose(-1, -2)
     frames = []
     for i in range(t):
         frames.append(integ._step(mag_t[..., i, :], fpd_t[..., i, :], diag[..., i, :],
@@ -189,7 +193,8 @@ def _recursion_numpy(mag, fpd, diag, lower, wrot, silent, restart):
     unit = None
     for t in range(n_t):
         if unit is None or restart[t]:
-            unit = np.exp(1j * np.concatenate([[0.0], np.cumsum(fpd[t])])).astype(wrot.dtype)
+            phase = np.concatenate([np.zeros(1, fpd.dtype), np.cumsum(fpd[t])])
+            unit = (np.cos(phase) + 1j * np.sin(phase)).astype(wrot.dtype)
         else:
             z = ptsv(diag[t], lower[t], wrot[t] * unit)
             unit = z / np.maximum(np.abs(z), tiny)

@@ -13,7 +13,6 @@ import json
 import math
 import multiprocessing
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .io import AUDIO_EXTS, read_audio
+from .io import AUDIO_EXTS, atomic_path, read_audio
 from .metrics import METRICS, MetricError, check_pair, resample, resample_notice
 
 
@@ -236,24 +235,10 @@ def unique_notices(results: Iterable[PairResult]) -> list[str]:
 # ---------------------------------------------------------------------------------- output
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through a temp file in the same folder + rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def to_csv(results: Sequence[PairResult], metrics: Sequence[str]) -> str:

@@ -10,9 +10,7 @@ A leading dimension of size 1 is dropped. Metadata that disagrees with the model
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 
 from .config import StftConfig
+from .io import atomic_path
 
 SPEC_EXTS = (".npy", ".npz", ".pt")
 SCALES = ("linear", "power", "log", "db")
@@ -146,24 +145,14 @@ def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
     """Write linear magnitudes ``(bins, frames)`` atomically as npz (with metadata), npy or pt."""
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; use the usual mode
-    try:
-        with open(tmp, "wb") as f:
-            if fmt == "npz":
-                np.savez(f, magnitude=magnitude.astype(np.float32), scale="linear",
-                         **{k: getattr(cfg, k) for k in _META_KEYS})
-            elif fmt == "npy":
-                np.save(f, magnitude.astype(np.float32), allow_pickle=False)
-            elif fmt == "pt":
-                torch.save(torch.from_numpy(np.ascontiguousarray(magnitude, np.float32)), f)
-            else:
-                raise ValueError(f"unknown spectrogram format {fmt!r}; use npz, npy or pt")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if fmt not in ("npz", "npy", "pt"):
+        raise ValueError(f"unknown spectrogram format {fmt!r}; use npz, npy or pt")
+    mag = np.ascontiguousarray(magnitude, dtype=np.float32)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if fmt == "npz":
+            np.savez(f, magnitude=mag, scale="linear", **{k: getattr(cfg, k) for k in _META_KEYS})
+        elif fmt == "npy":
+            np.save(f, mag, allow_pickle=False)
+        else:
+            torch.save(torch.from_numpy(mag), f)
     return path

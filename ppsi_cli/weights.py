@@ -8,8 +8,6 @@ A file holds ``{"format": "ppsi-weights", "version": 1, "model_config", "stft_co
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig, SolverConfig, StftConfig
+from .io import atomic_path
 from .model import PhaseDiffNet
 
 FORMAT = "ppsi-weights"
@@ -49,17 +48,8 @@ def save_weights(path: str | Path, net: PhaseDiffNet, stft: StftConfig, solver: 
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; use the usual mode
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
