@@ -73,7 +73,7 @@ def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig):
     if cfg.diag_load > 0:
         diag = diag + cfg.diag_load * diag.amax(-1, keepdim=True)
     f = fpd.transpose(-1, -2).to(real)
-    lower = -(gam * a1 / a0).to(cplx) * torch.polar(torch.ones_like(f), f)
+    lower = -torch.polar(gam * a1 / a0, f)
     weight = (lam * a).to(cplx)
     return diag, lower, weight, silent, restart
 
@@ -166,7 +166,7 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     integ = PhaseIntegrator(stft, solver, mag.device)
     diag, lower, weight, silent, restart = frame_systems(mag, fpd, integ.cfg)
     tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)
-    wrot = weight * torch.polar(torch.ones_like(tpd), tpd)
+    wrot = torch.polar(weight.real.contiguous(), tpd)  # weight is real-valued
     mag_t, fpd_t = mag.transpose(-1, -2), fpd.to(mag.dtype).transpose(-1, -2)
     if integ.solver_name == "lapack":  # CPU: each utterance's recursion in NumPy + LAPACK
         lead = mag.shape[:-2]
