@@ -111,7 +111,7 @@ class PhaseIntegrator:
             fpds = torch.stack([torch.zeros_like(fpd), fpd], dim=-1)
         diag, lower, weight, silent, restart = frame_systems(mags, fpds, self.cfg)
         tpd = bpd_to_tpd(bpd.unsqueeze(-1).to(mag.dtype), self.stft)[..., 0]
-        wrot = weight[..., -1, :] * torch.polar(torch.ones_like(tpd), tpd)
+        wrot = torch.polar(weight[..., -1, :].real.contiguous(), tpd)  # weight is real-valued
         z = self._step(mag, fpd.to(mag.dtype), diag[..., -1, :], lower[..., -1, :], wrot,
                        silent[..., -1], restart[..., -1])
         self._prev_mag = mag
@@ -137,9 +137,6 @@ class PhaseIntegrator:
 
     def _solve_frame(self, diag, lower, rhs):
         if self.solver_name == "lapack":  # hot path on CPU: LAPACK per system, no wrappers
-            if rhs.ndim == 1:
-                return torch.from_numpy(ptsv(diag.numpy(), lower.resolve_conj().numpy(),
-                                             rhs.numpy()))
             d = diag.reshape(-1, diag.shape[-1]).numpy()
             e = lower.resolve_conj().reshape(-1, lower.shape[-1]).numpy()
             b = rhs.reshape(-1, rhs.shape[-1]).numpy()
