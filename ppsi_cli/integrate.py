@@ -21,7 +21,7 @@ import torch
 from .config import SolverConfig, StftConfig
 from .dsp.phase import bpd_to_tpd
 from .solvers import SOLVERS, resolve
-from .solvers.reference import ptsv
+from .solvers.reference import lapack_ptsv, ptsv
 
 
 def check_magnitude(mag: torch.Tensor, cfg: StftConfig, name: str = "magnitude") -> None:
@@ -41,6 +41,12 @@ def check_magnitude(mag: torch.Tensor, cfg: StftConfig, name: str = "magnitude")
     if (mag < 0).any():
         raise ValueError(f"{name} contains negative values (min {mag.min().item():.3g}); "
                          "expected a linear magnitude")
+
+
+def polar(r: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``r * exp(j theta)``: cos and sin run vectorised on CPU, several times faster than
+    ``torch.polar`` there. Every path of the least squares builds its phasors here."""
+    return torch.complex(r * torch.cos(theta), r * torch.sin(theta))
 
 
 def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig):
@@ -73,7 +79,7 @@ def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig):
     if cfg.diag_load > 0:
         diag = diag + cfg.diag_load * diag.amax(-1, keepdim=True)
     f = fpd.transpose(-1, -2).to(real)
-    lower = -torch.polar(gam * a1 / a0, f)
+    lower = -polar(gam * a1 / a0, f)
     weight = (lam * a).to(cplx)
     return diag, lower, weight, silent, restart
 
@@ -111,7 +117,7 @@ class PhaseIntegrator:
             fpds = torch.stack([torch.zeros_like(fpd), fpd], dim=-1)
         diag, lower, weight, silent, restart = frame_systems(mags, fpds, self.cfg)
         tpd = bpd_to_tpd(bpd.unsqueeze(-1).to(mag.dtype), self.stft)[..., 0]
-        wrot = torch.polar(weight[..., -1, :].real.contiguous(), tpd)  # weight is real-valued
+        wrot = polar(weight[..., -1, :].real.contiguous(), tpd)  # weight is real-valued
         z = self._step(mag, fpd.to(mag.dtype), diag[..., -1, :], lower[..., -1, :], wrot,
                        silent[..., -1], restart[..., -1])
         self._prev_mag = mag
@@ -123,12 +129,12 @@ class PhaseIntegrator:
         ``wrot`` is ``lam * a * exp(j TPD)``: the right-hand side is ``wrot * unit_{t-1}``.
         """
         if self._unit is None:
-            unit = torch.polar(torch.ones_like(mag), frequency_integration(fpd))
+            unit = polar(torch.ones_like(mag), frequency_integration(fpd))
         else:
             z = self._solve_frame(diag, lower, wrot * self._unit)
             unit = z / z.abs().clamp_min(torch.finfo(mag.dtype).tiny)
             if restart.any():
-                fresh = torch.polar(torch.ones_like(mag), frequency_integration(fpd))
+                fresh = polar(torch.ones_like(mag), frequency_integration(fpd))
                 unit = torch.where(restart.unsqueeze(-1), fresh, unit)
         if silent.any():
             unit = torch.where(silent.unsqueeze(-1), torch.zeros_like(unit), unit)
@@ -163,15 +169,16 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     integ = PhaseIntegrator(stft, solver, mag.device)
     diag, lower, weight, silent, restart = frame_systems(mag, fpd, integ.cfg)
     tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)
-    wrot = torch.polar(weight.real.contiguous(), tpd)  # weight is real-valued
+    wrot = polar(weight.real.contiguous(), tpd)  # weight is real-valued
     mag_t, fpd_t = mag.transpose(-1, -2), fpd.to(mag.dtype).transpose(-1, -2)
     if integ.solver_name == "lapack":  # CPU: each utterance's recursion in NumPy + LAPACK
         lead = mag.shape[:-2]
         flat = [a.reshape(-1, *a.shape[-2:]).numpy() for a in (
             mag_t, fpd_t, diag, lower.resolve_conj(), wrot)]
         masks = [m.reshape(-1, t).numpy() for m in (silent, restart)]
-        out = np.stack([_recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks))
-                        for i in range(flat[0].shape[0])])
+        items = range(flat[0].shape[0])
+        out = [_recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks)) for i in items]
+        out = out[0][None] if len(out) == 1 else np.stack(out)
         return torch.from_numpy(out).reshape(*lead, t, k).transpose(-1, -2)
     frames = []
     for i in range(t):
@@ -185,17 +192,24 @@ def _recursion_numpy(mag, fpd, diag, lower, wrot, silent, restart):
     """The frame recursion of :meth:`PhaseIntegrator._step` for one utterance, (T, K) arrays in
     NumPy with LAPACK ``?ptsv``: the same arithmetic without per-frame torch overhead."""
     n_t, k = mag.shape
-    out = np.zeros((n_t, k), dtype=wrot.dtype)
+    out = np.empty((n_t, k), dtype=wrot.dtype)
     tiny = np.finfo(mag.dtype).tiny
+    solve = lapack_ptsv(wrot.dtype) if k > 1 else None
     unit = None
     for t in range(n_t):
         if unit is None or restart[t]:
             phase = np.concatenate([np.zeros(1, fpd.dtype), np.cumsum(fpd[t])])
             unit = (np.cos(phase) + 1j * np.sin(phase)).astype(wrot.dtype)
+        elif solve is None:
+            unit = ptsv(diag[t], lower[t], wrot[t] * unit)
+            unit = unit / np.maximum(np.abs(unit), tiny)
         else:
-            z = ptsv(diag[t], lower[t], wrot[t] * unit)
+            _, _, z, info = solve(diag[t], lower[t], wrot[t] * unit, overwrite_b=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"?ptsv failed at frame {t} (info={info}): "
+                                            "matrix not positive definite")
             unit = z / np.maximum(np.abs(z), tiny)
         if silent[t]:
             unit = np.zeros_like(unit)
-        out[t] = mag[t] * unit
+        np.multiply(mag[t], unit, out=out[t])
     return out

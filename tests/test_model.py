@@ -44,6 +44,33 @@ def test_causal_and_gain_invariant(speech, strided: bool) -> None:
     assert torch.allclose(b3, b, atol=1e-4) and torch.allclose(f3, f, atol=1e-4)
 
 
+def test_features_match_their_definition() -> None:
+    torch.manual_seed(1)
+    net = _net(False)
+    logmag = torch.randn(2, 513, 7)
+    feats = net.features(logmag)  # (B, context, T, F)
+    ref = torch.empty(2, 4, 7, 513)
+    for t in range(7):
+        for c in range(4):
+            # channel c is frame t - c; before the start, the floor (minimum) of frame t
+            src = logmag[:, :, t - c] if t >= c else logmag[:, :, t].amin(-1, keepdim=True)
+            ref[:, c, t] = src - logmag[:, :, t].mean(-1, keepdim=True)
+    assert torch.allclose(feats, ref, rtol=0, atol=1e-6)  # the mean may round differently
+
+
+@pytest.mark.parametrize("strided", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cpu_tiles_change_nothing(strided: bool, batch: int) -> None:
+    net = _net(strided)
+    torch.manual_seed(2)
+    feats = net.features(torch.randn(batch, 513, 150))
+    whole = net.forward_features(feats)
+    for tile in (1, 64, 100):  # tiles of 1 frame, an uneven last tile, one frame per item
+        tiled = net.forward_features(feats, tile)
+        assert tiled.shape == whole.shape
+        assert torch.allclose(tiled, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_strided_runs_half_the_passes(speech) -> None:
     x, _ = speech
     mag = stft(x.float(), StftConfig()).abs()[:, :51]

@@ -35,6 +35,11 @@ _PTSV = {np.dtype(np.float64): lapack.dptsv, np.dtype(np.float32): lapack.sptsv,
          np.dtype(np.complex128): lapack.zptsv, np.dtype(np.complex64): lapack.cptsv}
 
 
+def lapack_ptsv(dtype: np.dtype):
+    """SciPy's LAPACK ``?ptsv`` for right-hand sides of ``dtype``."""
+    return _PTSV[np.dtype(dtype)]
+
+
 def ptsv(d: np.ndarray, e: np.ndarray, b: np.ndarray) -> np.ndarray:
     """One Hermitian positive-definite system: real diagonal ``d``, subdiagonal ``e``, rhs ``b``."""
     if d.shape[-1] == 1:  # SciPy's ?ptsv wrapper refuses an empty off-diagonal
