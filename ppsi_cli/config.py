@@ -149,6 +149,7 @@ class TrainConfig:
     weight_decay: float = 1e-6
     grad_clip: float = 10.0
     loss_weight: str = "magnitude"
+    fpd_weight: float = 0.5
     warmup_steps: int = 500
     max_steps: int = 20000
     max_minutes: float | None = None
@@ -165,6 +166,10 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     stft: StftConfig = field(default_factory=StftConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fpd_weight < 1:
+            raise ValueError(f"fpd_weight must be in (0, 1), got {self.fpd_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -67,6 +67,11 @@ def test_loss_is_minus_one_per_valid_bin_when_prediction_equals_target(speech):
         prev = torch.nn.functional.pad(out[..., :-1], (1, 0))  # column t holds frame t-1
         out4 = torch.cat([prev, out], dim=1)
         assert model_loss(out4, b, f, w_b, w_f, strided=True).item() == pytest.approx(-1, abs=1e-6)
+        # the FPD share weighs the two terms: BPD right (-1) and FPD off by pi (+1)
+        flipped = torch.stack([b, torch.nn.functional.pad(f + np.pi, (0, 0, 0, 1))], dim=1)
+        for share in (0.25, 0.5, 0.8):
+            assert model_loss(flipped, b, f, w_b, w_f, strided=False, fpd_weight=share).item() \
+                == pytest.approx(2 * share - 1, abs=1e-5)
         # a prediction off by pi everywhere scores +1, by pi/2 scores 0
         assert von_mises_loss(b + np.pi, b, w_b).item() == pytest.approx(1, abs=1e-5)
         assert von_mises_loss(b + np.pi / 2, b, w_b).item() == pytest.approx(0, abs=1e-5)
@@ -164,7 +169,7 @@ def test_strided_init_from_online(toy_tree: Path, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "gpus", "resume-missing",
-                                  "resume-incompatible", "resume-garbage"])
+                                  "resume-incompatible", "resume-garbage", "fpd-weight"])
 def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
     out = tmp_path / "run"
     if case == "missing":
@@ -179,6 +184,8 @@ def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
     elif case == "resume-missing":
         args, needle = _train_args(toy_tree, out, 2, "--resume", str(tmp_path / "c.pt")), \
             "no checkpoint"
+    elif case == "fpd-weight":
+        args, needle = _train_args(toy_tree, out, 2, "--fpd-weight", "1.5"), "fpd_weight"
     elif case == "resume-garbage":
         (tmp_path / "c.pt").write_bytes(b"garbage")
         args, needle = _train_args(toy_tree, out, 2, "--resume", str(tmp_path / "c.pt")), \

@@ -114,7 +114,8 @@ class Trainer:
         logmag, b, f, w_b, w_f = phase_targets(x, self.cfg.stft, self.cfg.loss_weight)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = model(logmag)
-        return model_loss(out.float(), b, f, w_b, w_f, self.cfg.model.strided)
+        return model_loss(out.float(), b, f, w_b, w_f, self.cfg.model.strided,
+                          self.cfg.fpd_weight)
 
     def train_step(self) -> float:
         self.model.train()

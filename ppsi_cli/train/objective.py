@@ -50,15 +50,20 @@ def von_mises_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
 
 
 def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.Tensor,
-               w_f: torch.Tensor, strided: bool) -> torch.Tensor:
-    """Loss of network output ``out`` (B, 2 or 4, K, T) against targets and their weights.
+               w_f: torch.Tensor, strided: bool, fpd_weight: float = 0.5) -> torch.Tensor:
+    """Loss of network output ``out`` (B, 2 or 4, K, T) against targets and their weights:
+    ``(1 - fpd_weight) * L_BPD + fpd_weight * L_FPD``.
 
     Default models predict frame t at column t. Strided models also predict frame t-1 at column
     t (channels 0, 1; channels 2, 3 are frame t); both halves count equally.
     """
+    def pair(bo, fo, bt, ft, wb, wf):
+        return ((1 - fpd_weight) * von_mises_loss(bo, bt, wb)
+                + fpd_weight * von_mises_loss(fo, ft, wf))
+
     if not strided:
-        return 0.5 * (von_mises_loss(out[:, 0], b, w_b) + von_mises_loss(out[:, 1, :-1], f, w_f))
-    cur = 0.5 * (von_mises_loss(out[:, 2], b, w_b) + von_mises_loss(out[:, 3, :-1], f, w_f))
-    prev = 0.5 * (von_mises_loss(out[:, 0, :, 1:], b[..., :-1], w_b[..., :-1])
-                  + von_mises_loss(out[:, 1, :-1, 1:], f[..., :-1], w_f[..., :-1]))
+        return pair(out[:, 0], out[:, 1, :-1], b, f, w_b, w_f)
+    cur = pair(out[:, 2], out[:, 3, :-1], b, f, w_b, w_f)
+    prev = pair(out[:, 0, :, 1:], out[:, 1, :-1, 1:], b[..., :-1], f[..., :-1], w_b[..., :-1],
+                w_f[..., :-1])
     return 0.5 * (cur + prev)
