@@ -150,6 +150,7 @@ class TrainConfig:
     grad_clip: float = 10.0
     loss_weight: str = "magnitude"
     fpd_weight: float = 0.5
+    ls_loss: float = 0.0
     warmup_steps: int = 500
     max_steps: int = 20000
     max_minutes: float | None = None
@@ -170,6 +171,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 < self.fpd_weight < 1:
             raise ValueError(f"fpd_weight must be in (0, 1), got {self.fpd_weight}")
+        if not 0 <= self.ls_loss <= 1:
+            raise ValueError(f"ls_loss must be in [0, 1], got {self.ls_loss}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,10 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from ppsi_cli.cli import app
-from ppsi_cli.config import StftConfig
+from ppsi_cli.config import SolverConfig, StftConfig
 from ppsi_cli.dsp import bpd, fpd, stft
 from ppsi_cli.train.data import SegmentSampler, find_audio, load_corpus, split_files
-from ppsi_cli.train.objective import model_loss, phase_targets, von_mises_loss
+from ppsi_cli.train.objective import (least_squares_loss, model_least_squares_loss, model_loss,
+                                      phase_targets, von_mises_loss)
 
 runner = CliRunner()
 SR = 16000
@@ -75,6 +76,30 @@ def test_loss_is_minus_one_per_valid_bin_when_prediction_equals_target(speech):
         # a prediction off by pi everywhere scores +1, by pi/2 scores 0
         assert von_mises_loss(b + np.pi, b, w_b).item() == pytest.approx(1, abs=1e-5)
         assert von_mises_loss(b + np.pi / 2, b, w_b).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_least_squares_loss_scores_the_solved_phase(speech):
+    x, _ = speech
+    cfg, solver = StftConfig(), SolverConfig()
+    spec = stft(x[None, :SR].float(), cfg)
+    b, f = bpd(spec, cfg), fpd(spec)
+    # true differences + true previous frame: the least squares returns the true phase
+    assert least_squares_loss(b, f, spec, cfg, solver).item() == pytest.approx(-1, abs=1e-4)
+    out = torch.stack([b, torch.nn.functional.pad(f, (0, 0, 0, 1))], dim=1)
+    out4 = torch.cat([torch.nn.functional.pad(out[..., :-1], (1, 0)), out], dim=1)  # t-1, t
+    assert model_least_squares_loss(out4, spec, cfg, solver, strided=True).item() == \
+        pytest.approx(-1, abs=1e-4)
+    # noisy differences score worse, and the gradient reaches both predictions
+    torch.manual_seed(0)
+    nb = (b + 0.7 * torch.randn_like(b)).requires_grad_()
+    nf = (f + 0.7 * torch.randn_like(f)).requires_grad_()
+    loss = least_squares_loss(nb, nf, spec, cfg, solver)
+    assert -0.95 < loss.item() < -0.2
+    loss.backward()
+    for g in (nb.grad, nf.grad):
+        assert torch.isfinite(g).all() and g.abs().sum() > 0
+    # zero-valued differences are far worse than noisy ones
+    assert least_squares_loss(0 * b, 0 * f, spec, cfg, solver).item() > loss.item()
 
 
 def test_targets_match_phase_differences_and_mask_silence():
@@ -169,7 +194,8 @@ def test_strided_init_from_online(toy_tree: Path, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "gpus", "resume-missing",
-                                  "resume-incompatible", "resume-garbage", "fpd-weight"])
+                                  "resume-incompatible", "resume-garbage", "fpd-weight",
+                                  "ls-loss"])
 def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
     out = tmp_path / "run"
     if case == "missing":
@@ -186,6 +212,8 @@ def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
             "no checkpoint"
     elif case == "fpd-weight":
         args, needle = _train_args(toy_tree, out, 2, "--fpd-weight", "1.5"), "fpd_weight"
+    elif case == "ls-loss":
+        args, needle = _train_args(toy_tree, out, 2, "--ls-loss", "2"), "ls_loss"
     elif case == "resume-garbage":
         (tmp_path / "c.pt").write_bytes(b"garbage")
         args, needle = _train_args(toy_tree, out, 2, "--resume", str(tmp_path / "c.pt")), \
@@ -201,3 +229,14 @@ def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
     assert "Traceback" not in r.output
     errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], r.output
+
+
+def test_least_squares_loss_trains_from_the_cli(toy_tree: Path, tmp_path):
+    out = tmp_path / "ls"
+    r = runner.invoke(app, _train_args(toy_tree, out, 10, "--ls-loss", "0.5", "--fpd-weight",
+                                       "0.6", "--log-every", "2"))
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["ls_loss"] == 0.5 and cfg["fpd_weight"] == 0.6
+    losses = [e["loss"] for e in _events(out, "step")]
+    assert len(losses) == 5 and all(-1 <= v <= 1 for v in losses)

@@ -50,6 +50,9 @@ def train(
                                     help="Von Mises loss weights per bin: none | magnitude."),
     fpd_weight: float = typer.Option(TrainConfig.fpd_weight,
                                      help="Share of the FPD term in the loss (BPD gets the rest)."),
+    ls_loss: float = typer.Option(TrainConfig.ls_loss,
+                                  help="Share of the teacher-forced least-squares phase loss "
+                                  "(0: von Mises only)."),
     warmup_steps: int = typer.Option(TrainConfig.warmup_steps, min=1),
     seed: int = typer.Option(TrainConfig.seed),
     log_every: int = typer.Option(TrainConfig.log_every, min=1),
@@ -82,7 +85,7 @@ def train(
         cfg = TrainConfig(
             data=str(data), out=str(out), val_data=str(val_data) if val_data else None,
             segment_seconds=segment_seconds, batch_size=batch_size, lr=lr,
-            loss_weight=loss_weight, fpd_weight=fpd_weight,
+            loss_weight=loss_weight, fpd_weight=fpd_weight, ls_loss=ls_loss,
             warmup_steps=warmup_steps, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
             stop_after=stop_after,
             log_every=log_every, val_every=val_every, eval_every=eval_every,

@@ -22,7 +22,7 @@ from ..model import PhaseDiffNet, count_parameters
 from ..weights import save_weights
 from . import distributed as dist
 from .data import Corpus, SegmentSampler, find_audio, load_corpus, split_files
-from .objective import model_loss, phase_targets
+from .objective import model_least_squares_loss, model_loss, phase_targets
 
 Event = dict[str, Any]
 CHECKPOINT = "checkpoint.pt"
@@ -114,8 +114,14 @@ class Trainer:
         logmag, b, f, w_b, w_f = phase_targets(x, self.cfg.stft, self.cfg.loss_weight)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = model(logmag)
-        return model_loss(out.float(), b, f, w_b, w_f, self.cfg.model.strided,
+        loss = model_loss(out.float(), b, f, w_b, w_f, self.cfg.model.strided,
                           self.cfg.fpd_weight)
+        share = self.cfg.ls_loss
+        if share > 0:
+            ls = model_least_squares_loss(out.float(), stft(x, self.cfg.stft), self.cfg.stft,
+                                          self.cfg.solver, self.cfg.model.strided)
+            loss = (1 - share) * loss + share * ls
+        return loss
 
     def train_step(self) -> float:
         self.model.train()

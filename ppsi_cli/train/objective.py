@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from ..config import StftConfig
+from ..config import SolverConfig, StftConfig
 from ..dsp.features import log_magnitude
-from ..dsp.phase import bpd, fpd
+from ..dsp.phase import bpd, bpd_to_tpd, fpd
 from ..dsp.stft import stft
+from ..integrate import frame_systems, polar
+from ..solvers.thomas import solve_thomas
 
 SILENCE = 1e-10
 LOSS_WEIGHTS = ("none", "magnitude")
@@ -66,4 +68,42 @@ def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.T
     cur = pair(out[:, 2], out[:, 3, :-1], b, f, w_b, w_f)
     prev = pair(out[:, 0, :, 1:], out[:, 1, :-1, 1:], b[..., :-1], f[..., :-1], w_b[..., :-1],
                 w_f[..., :-1])
+    return 0.5 * (cur + prev)
+
+
+def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.Tensor,
+                       stft_cfg: StftConfig, solver: SolverConfig) -> torch.Tensor:
+    """Teacher-forced least-squares phase loss: what the predictions are for.
+
+    For every frame t >= 1, the SPEC §5 system is built from the predicted BPD ``b_pred``
+    (B, K, T) and FPD ``f_pred`` (B, K-1, T) with the TRUE previous frame of ``spec`` (B, K, T)
+    as the anchor, and solved for all frames at once by the differentiable Thomas algorithm. The
+    loss is ``-sum w cos(angle z - phi_t) / sum w`` with w the frame-relative magnitude: -1 when
+    the least squares returns the true phase. Frame 0 and frames next to digital silence do not
+    count.
+    """
+    mag = spec.abs()
+    diag, lower, weight, silent, _ = frame_systems(mag, f_pred, solver)  # (B, T, K)
+    true_unit = (spec / mag.clamp_min(SILENCE)).transpose(-1, -2)  # (B, T, K)
+    prev_unit = torch.nn.functional.pad(true_unit[..., :-1, :], (0, 0, 1, 0))
+    tpd = bpd_to_tpd(b_pred, stft_cfg).transpose(-1, -2)
+    rhs = polar(weight.real, tpd) * prev_unit
+    z = solve_thomas(lower, diag.to(rhs.dtype), lower.conj(), rhs)
+    cos = (z * true_unit.conj()).real / z.abs().clamp_min(1e-20)
+    prev_silent = torch.nn.functional.pad(silent[..., :-1], (1, 0), value=True)
+    valid = ~(silent | prev_silent)  # (B, T): frame 0 never counts
+    a = mag.transpose(-1, -2) / mag.amax(dim=-2).unsqueeze(-1).clamp_min(SILENCE)
+    w = a * valid.unsqueeze(-1)
+    return -(cos * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def model_least_squares_loss(out: torch.Tensor, spec: torch.Tensor, stft_cfg: StftConfig,
+                             solver: SolverConfig, strided: bool) -> torch.Tensor:
+    """:func:`least_squares_loss` of network output ``out`` (B, 2 or 4, K, T); strided models
+    count both of their halves (frame t at column t, and frame t-1 at column t) equally."""
+    if not strided:
+        return least_squares_loss(out[:, 0], out[:, 1, :-1], spec, stft_cfg, solver)
+    cur = least_squares_loss(out[:, 2], out[:, 3, :-1], spec, stft_cfg, solver)
+    prev = least_squares_loss(out[:, 0, :, 1:], out[:, 1, :-1, 1:], spec[..., :-1], stft_cfg,
+                              solver)
     return 0.5 * (cur + prev)
