@@ -55,23 +55,26 @@ class PhaseDiffNet(nn.Module):
     def n_outputs(self) -> int:
         return 4 if self.cfg.strided else 2
 
-    def features(self, logmag: torch.Tensor) -> torch.Tensor:
-        """Context stack ``(B, context, T, F)`` from ``(B, F, T)``: channel c holds frame t-c
-        (frames before the start are the floor of frame t), centred on frame t's mean.
+    def features(self, logmag: torch.Tensor, start: int = 0, step: int = 1) -> torch.Tensor:
+        """Context stack ``(B, context, T', F)`` from ``(B, F, T)`` for the frames
+        ``t = start, start + step, ...``: channel c holds frame t-c (frames before the start are
+        the floor of frame t), centred on frame t's mean.
 
         The result is in channels-last memory layout, the one the convolutions run fastest in.
         """
         lm = logmag.transpose(-1, -2)  # (B, T, F)
         n_b, n_t, n_f = lm.shape
-        ctx = self.cfg.context
-        centre = lm.mean(dim=-1, keepdim=True)
-        out = lm.new_empty(n_b, n_t, n_f, ctx)  # channels-last storage of (B, ctx, T, F)
-        for c in range(ctx):
-            if c < n_t:
-                torch.sub(lm[:, :n_t - c], centre[:, c:], out=out[:, c:, :, c])
-            head = min(c, n_t)  # frames t < c: the floor of frame t
-            if head:
-                out[:, :head, :, c] = lm[:, :head].amin(-1, keepdim=True) - centre[:, :head]
+        frames = torch.arange(start, n_t, step, device=lm.device)
+        cur = lm[:, start::step]
+        centre = cur.mean(dim=-1, keepdim=True)
+        out = lm.new_empty(n_b, len(frames), n_f, self.cfg.context)  # channels-last storage
+        for c in range(self.cfg.context):
+            first = int((frames < c).sum())  # frames t < c: the floor of frame t
+            if first < len(frames):
+                src = lm[:, start + first * step - c::step][:, :len(frames) - first]
+                torch.sub(src, centre[:, first:], out=out[:, first:, :, c])
+            if first:
+                out[:, :first, :, c] = cur[:, :first].amin(-1, keepdim=True) - centre[:, :first]
         return out.permute(0, 3, 1, 2)
 
     def forward_features(self, feats: torch.Tensor, tile_rows: int | None = None) -> torch.Tensor:
@@ -138,7 +141,7 @@ def predict(model: PhaseDiffNet, mag: torch.Tensor) -> tuple[torch.Tensor, torch
             # silent look-ahead: the floor of the last frame, everywhere
             look = logmag[..., -1:].amin(dim=-2, keepdim=True).expand(-1, n_f, 1)
             logmag = torch.cat([logmag, look], dim=-1)
-        feats = model.features(logmag)[:, :, 1::2]  # frames t = 1, 3, 5, ...
+        feats = model.features(logmag, start=1, step=2)  # frames t = 1, 3, 5, ...
         out = model.forward_features(feats, tile).transpose(-1, -2)  # (B, 4, F, padded / 2)
         b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)[..., :n_t]
         f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[..., :-1, :n_t]

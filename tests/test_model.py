@@ -44,17 +44,19 @@ def test_causal_and_gain_invariant(speech, strided: bool) -> None:
     assert torch.allclose(b3, b, atol=1e-4) and torch.allclose(f3, f, atol=1e-4)
 
 
-def test_features_match_their_definition() -> None:
+@pytest.mark.parametrize("start,step", [(0, 1), (1, 2), (0, 2), (2, 3)])
+def test_features_match_their_definition(start: int, step: int) -> None:
     torch.manual_seed(1)
     net = _net(False)
-    logmag = torch.randn(2, 513, 7)
-    feats = net.features(logmag)  # (B, context, T, F)
-    ref = torch.empty(2, 4, 7, 513)
-    for t in range(7):
+    logmag = torch.randn(2, 513, 8)
+    feats = net.features(logmag, start, step)  # (B, context, T', F)
+    frames = list(range(start, 8, step))
+    ref = torch.empty(2, 4, len(frames), 513)
+    for i, t in enumerate(frames):
         for c in range(4):
             # channel c is frame t - c; before the start, the floor (minimum) of frame t
             src = logmag[:, :, t - c] if t >= c else logmag[:, :, t].amin(-1, keepdim=True)
-            ref[:, c, t] = src - logmag[:, :, t].mean(-1, keepdim=True)
+            ref[:, c, i] = src - logmag[:, :, t].mean(-1, keepdim=True)
     assert torch.allclose(feats, ref, rtol=0, atol=1e-6)  # the mean may round differently
 
 
