@@ -300,7 +300,7 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
 
     On CPU each method runs on one clip (batch 1) with ``threads`` torch threads; on CUDA on
     batches of ``batches`` clips (default 1, 16, 256). Each time is the median of ``repeats``
-    runs after one warm-up run on the first second. Returns one dict per (method, batch):
+    runs after one warm-up run on the first two seconds. Returns one dict per (method, batch):
     ``method``, ``batch``, ``device``, ``threads``, ``audio_seconds`` (per run),
     ``seconds_per_audio_second``, ``realtime_factor`` (audio seconds per second), for ppsi
     methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`, in the time
@@ -350,8 +350,9 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                 # one file: unbatched, as ppsi_cli.batch inverts it (the solver's fast path)
                 specs = spec1 if batch == 1 else spec1.expand(batch, *spec1.shape).contiguous()
                 mags = specs.abs()
-                warm = _method_fns(method, mags[..., :cfg.sample_rate // cfg.hop_length],
-                                   specs[..., :cfg.sample_rate // cfg.hop_length], model)[0]
+                # warm-up on 2 s: more frames than one CPU tile of the CNN (shapes get primed)
+                lead = 2 * cfg.sample_rate // cfg.hop_length
+                warm = _method_fns(method, mags[..., :lead], specs[..., :lead], model)[0]
                 warm()
                 total, cnn, ls = _method_fns(method, mags, specs, model)
                 work = audio_seconds * batch
