@@ -64,14 +64,14 @@ class PhaseDiffNet(nn.Module):
         """
         lm = logmag.transpose(-1, -2)  # (B, T, F)
         n_b, n_t, n_f = lm.shape
-        frames = torch.arange(start, n_t, step, device=lm.device)
+        n_out = len(range(start, n_t, step))
         cur = lm[:, start::step]
         centre = cur.mean(dim=-1, keepdim=True)
-        out = lm.new_empty(n_b, len(frames), n_f, self.cfg.context)  # channels-last storage
+        out = lm.new_empty(n_b, n_out, n_f, self.cfg.context)  # channels-last storage
         for c in range(self.cfg.context):
-            first = int((frames < c).sum())  # frames t < c: the floor of frame t
-            if first < len(frames):
-                src = lm[:, start + first * step - c::step][:, :len(frames) - first]
+            first = min(n_out, max(0, -(-(c - start) // step)))  # frames t < c: floor of frame t
+            if first < n_out:
+                src = lm[:, start + first * step - c::step][:, :n_out - first]
                 torch.sub(src, centre[:, first:], out=out[:, first:, :, c])
             if first:
                 out[:, :first, :, c] = cur[:, :first].amin(-1, keepdim=True) - centre[:, :first]
