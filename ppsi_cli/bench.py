@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -26,6 +27,18 @@ from .weights import LoadedModel, load_weights, shipped_weights
 BENCH_SOLVERS = ("reference", "lapack", "thomas", "triton", "dense")
 #: Dense solves build (batch, K, K) matrices: K = 513 complex128 is 4 MB per system.
 DENSE_MAX_BATCH = 16
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (None: leave as is), then restore."""
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def random_systems(batch: int, k: int, dtype: torch.dtype = torch.complex128,
@@ -138,10 +151,7 @@ def bench_solvers(device: torch.device | str = "cpu", k: int = 513,
             raise ValueError(f"solver(s) {missing} cannot run on {device}")
         names = [n for n in names if n in wanted]
 
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         rows: list[dict] = []
         cache: dict[tuple[str, int], tuple[float, int]] = {}
         for batch in batches:
@@ -174,8 +184,6 @@ def bench_solvers(device: torch.device | str = "cpu", k: int = 513,
                 if on_result is not None:
                     on_result(row)
         return rows
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 # --- whole inversion: ``ppsi bench invert`` -------------------------------------------------
@@ -335,10 +343,7 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     cfg = StftConfig()
     clip = speech_clip(seconds, audio, cfg)
     audio_seconds = clip.numel() / cfg.sample_rate
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         rows = []
         for method in names:
             model, source = None, ""
@@ -370,5 +375,3 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                 if on_result is not None:
                     on_result(row)
         return rows
-    finally:
-        torch.set_num_threads(old_threads)

@@ -51,24 +51,29 @@ def von_mises_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     return -(torch.cos(pred - target) * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
-def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.Tensor,
-               w_f: torch.Tensor, strided: bool, fpd_weight: float = 0.5) -> torch.Tensor:
-    """Loss of network output ``out`` (B, 2 or 4, K, T) against targets and their weights:
-    ``(1 - fpd_weight) * L_BPD + fpd_weight * L_FPD``.
+def _over_halves(out: torch.Tensor, strided: bool, loss) -> torch.Tensor:
+    """``loss(bpd_out, fpd_out, frames)`` of network output ``out`` (B, 2 or 4, K, T), where
+    ``frames`` slices the target columns the outputs predict.
 
     Default models predict frame t at column t. Strided models also predict frame t-1 at column
     t (channels 0, 1; channels 2, 3 are frame t); both halves count equally.
     """
-    def pair(bo, fo, bt, ft, wb, wf):
-        return ((1 - fpd_weight) * von_mises_loss(bo, bt, wb)
-                + fpd_weight * von_mises_loss(fo, ft, wf))
-
     if not strided:
-        return pair(out[:, 0], out[:, 1, :-1], b, f, w_b, w_f)
-    cur = pair(out[:, 2], out[:, 3, :-1], b, f, w_b, w_f)
-    prev = pair(out[:, 0, :, 1:], out[:, 1, :-1, 1:], b[..., :-1], f[..., :-1], w_b[..., :-1],
-                w_f[..., :-1])
+        return loss(out[:, 0], out[:, 1, :-1], slice(None))
+    cur = loss(out[:, 2], out[:, 3, :-1], slice(None))
+    prev = loss(out[:, 0, :, 1:], out[:, 1, :-1, 1:], slice(None, -1))
     return 0.5 * (cur + prev)
+
+
+def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.Tensor,
+               w_f: torch.Tensor, strided: bool, fpd_weight: float = 0.5) -> torch.Tensor:
+    """Von Mises loss ``(1 - fpd_weight) * L_BPD + fpd_weight * L_FPD`` of network output
+    ``out`` (B, 2 or 4, K, T) against targets and their weights (strided: both halves)."""
+    def pair(bo, fo, t):
+        return ((1 - fpd_weight) * von_mises_loss(bo, b[..., t], w_b[..., t])
+                + fpd_weight * von_mises_loss(fo, f[..., t], w_f[..., t]))
+
+    return _over_halves(out, strided, pair)
 
 
 def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.Tensor,
@@ -99,11 +104,7 @@ def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.T
 
 def model_least_squares_loss(out: torch.Tensor, spec: torch.Tensor, stft_cfg: StftConfig,
                              solver: SolverConfig, strided: bool) -> torch.Tensor:
-    """:func:`least_squares_loss` of network output ``out`` (B, 2 or 4, K, T); strided models
-    count both of their halves (frame t at column t, and frame t-1 at column t) equally."""
-    if not strided:
-        return least_squares_loss(out[:, 0], out[:, 1, :-1], spec, stft_cfg, solver)
-    cur = least_squares_loss(out[:, 2], out[:, 3, :-1], spec, stft_cfg, solver)
-    prev = least_squares_loss(out[:, 0, :, 1:], out[:, 1, :-1, 1:], spec[..., :-1], stft_cfg,
-                              solver)
-    return 0.5 * (cur + prev)
+    """:func:`least_squares_loss` of network output ``out`` (B, 2 or 4, K, T) (strided: both
+    halves)."""
+    return _over_halves(out, strided, lambda bo, fo, t: least_squares_loss(
+        bo, fo, spec[..., t], stft_cfg, solver))
