@@ -70,9 +70,11 @@ class SolverConfig:
     """Weighted least-squares phase integration (SPEC §5).
 
     lambda_k = (a_t[k] a_{t-1}[k])^p,  gamma_k = g (a_t[k] a_t[k+1])^p, with magnitudes a
-    normalised per frame by their maximum and floored at ``mag_floor``; the diagonal is loaded by
-    ``diag_load`` x its maximum so float32 systems stay positive definite. Defaults (p=1, g=10,
-    floor 1e-2) keep the Jacobi-scaled condition number of real speech frames below ~3e3; the
+    normalised per frame by their maximum and floored at ``mag_floor``; each diagonal entry is
+    scaled by ``1 + diag_load`` so that float32 rounding in the LDL^H pivots (a few eps of the
+    entry) cannot push them below zero. A relative load leaves the weakest bins' weights alone:
+    a load by a fraction of the frame's largest entry swamped them and cost 0.03 WB-PESQ.
+    Defaults (p=1, g=10, floor 1e-2) keep the Jacobi-scaled condition number of real speech frames below ~3e3; the
     M23 setting (p=2, g=500, floor 1e-4) reaches 1e9+ and fails in float32.
     """
 

@@ -77,7 +77,7 @@ def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig):
     diag[..., :-1] += gam_u2
     diag[..., 1:] += gam
     if cfg.diag_load > 0:
-        diag = diag + cfg.diag_load * diag.amax(-1, keepdim=True)
+        diag = diag * (1 + cfg.diag_load)
     f = fpd.transpose(-1, -2).to(real)
     lower = -polar(gam * a1 / a0, f)
     weight = (lam * a).to(cplx)

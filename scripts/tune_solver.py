@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--p", default="0.5,1,1.5,2")
     ap.add_argument("--g", default="1,3,10,30,100")
     ap.add_argument("--floor", default="1e-2,1e-3")
+    ap.add_argument("--diag-load", default="1e-6")
     ap.add_argument("--json", default=None)
     ap.add_argument("--write", default=None, help="save a copy of the weights with the best setting")
     args = ap.parse_args()
@@ -49,9 +50,10 @@ def main() -> None:
         b, f = predict(model.net, mag)
         items.append((x, mag, b, f))
     results = []
-    grid = itertools.product(*(map(float, s.split(",")) for s in (args.p, args.g, args.floor)))
-    for p, g, floor in grid:
-        solver = SolverConfig(p=p, g=g, mag_floor=floor)
+    grid = itertools.product(*(map(float, s.split(",")) for s in (
+        args.p, args.g, args.floor, args.diag_load)))
+    for p, g, floor, load in grid:
+        solver = SolverConfig(p=p, g=g, mag_floor=floor, diag_load=load)
         pesqs, estois, failed = [], [], 0
         for x, mag, b, f in items:
             try:
@@ -60,7 +62,7 @@ def main() -> None:
                 estois.append(estoi(x, y, cfg.sample_rate))
             except (MetricError, np.linalg.LinAlgError):
                 failed += 1
-        row = {"p": p, "g": g, "mag_floor": floor, "pesq": float(np.mean(pesqs)),
+        row = {"p": p, "g": g, "mag_floor": floor, "diag_load": load, "pesq": float(np.mean(pesqs)),
                "estoi": float(np.mean(estois)), "n": len(pesqs), "failed": failed}
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -71,7 +73,8 @@ def main() -> None:
             json.dump(results, fh, indent=2)
     if args.write:
         best = results[0]
-        solver = SolverConfig(p=best["p"], g=best["g"], mag_floor=best["mag_floor"])
+        solver = SolverConfig(p=best["p"], g=best["g"], mag_floor=best["mag_floor"],
+                              diag_load=best["diag_load"])
         meta = {**model.meta, "solver_tuned_on": f"{args.data} ({best['n']} files)",
                 "solver_tuning_pesq": round(best["pesq"], 3)}
         save_weights(args.write, model.net, model.stft, solver, meta)

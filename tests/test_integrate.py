@@ -181,3 +181,37 @@ def test_non_finite_phase_differences_are_refused():
     badf[0, 0] = float("inf")
     with pytest.raises(ValueError, match="FPD contains NaN or Inf"):
         integrate(mag, b, badf, cfg)
+
+
+def test_diagonal_load_leaves_weak_bins_alone(speech) -> None:
+    """The float32 safety load must not change the least-squares solution, not even in the
+    weakest bins (a load by a fraction of the frame's largest entry used to swamp their weights
+    and cost 0.03 WB-PESQ on validation speech). Per frame, from the true previous frame, against
+    the unloaded system solved by SciPy."""
+    from ppsi_cli.dsp.phase import bpd_to_tpd
+    from ppsi_cli.integrate import frame_systems, polar
+    from ppsi_cli.solvers.reference import solve_reference
+
+    x, _ = speech
+    spec = stft(x[:16000], CFG)
+    mag = spec.abs()
+    gen = torch.Generator().manual_seed(0)
+    b = bpd(spec, CFG) + 0.3 * torch.randn(mag.shape, generator=gen, dtype=mag.dtype)
+    f = fpd(spec)
+    f = f + 0.3 * torch.randn(f.shape, generator=gen, dtype=mag.dtype)
+    unit = (spec / mag.clamp_min(1e-30)).T
+    prev = torch.nn.functional.pad(unit[:-1], (0, 0, 1, 0))
+    tpd = bpd_to_tpd(b, CFG).T
+
+    def solve(load: float) -> torch.Tensor:
+        diag, lower, weight, _, _ = frame_systems(mag, f, SolverConfig(mag_floor=1e-3,
+                                                                       diag_load=load))
+        rhs = polar(weight.real, tpd) * prev
+        return solve_reference(lower[1:], diag[1:].to(rhs.dtype), lower[1:].conj(), rhs[1:])
+
+    exact, loaded = solve(0.0), solve(SolverConfig().diag_load)
+    a = mag.T[1:] / mag.T[1:].amax(-1, keepdim=True)
+    weak = a < 1e-2
+    assert weak.sum() > 1000  # the test covers many weak bins
+    diff = torch.angle(loaded * exact.conj()).abs()
+    assert diff[weak].max() < 1e-3 and diff.max() < 1e-3
