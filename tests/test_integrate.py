@@ -215,3 +215,76 @@ def test_diagonal_load_leaves_weak_bins_alone(speech) -> None:
     assert weak.sum() > 1000  # the test covers many weak bins
     diff = torch.angle(loaded * exact.conj()).abs()
     assert diff[weak].max() < 1e-3 and diff.max() < 1e-3
+
+
+def _noisy(x: torch.Tensor, seed: int = 0):
+    """Magnitude, BPD and FPD of ``x`` with the differences disturbed, and random
+    concentrations: a least-squares problem whose weights matter."""
+    mag, b, f = oracle(x)
+    gen = torch.Generator().manual_seed(seed)
+    b = b + 0.4 * torch.randn(b.shape, generator=gen, dtype=b.dtype)
+    f = f + 0.4 * torch.randn(f.shape, generator=gen, dtype=f.dtype)
+    kb = torch.rand(b.shape, generator=gen, dtype=b.dtype) * 10 + 0.01
+    kf = torch.rand(f.shape, generator=gen, dtype=f.dtype) * 10 + 0.01
+    return mag, b, f, (kb, kf)
+
+
+def test_uniform_concentrations_change_nothing(speech) -> None:
+    """Scaling every lam and gam alike leaves the least-squares solution where it was."""
+    mag, b, f, _ = _noisy(speech[0][:16000])
+    plain = integrate(mag, b, f, CFG)
+    same = integrate(mag, b, f, CFG, kappas=(torch.full_like(b, 7.0), torch.full_like(f, 7.0)))
+    assert rel(same, plain) <= 1e-9
+
+
+def test_concentrations_weigh_the_system(speech) -> None:
+    """Per frame, from the true previous frame: the weighted system equals the SPEC §5 normal
+    equations with lam_k kb_k^q and gam_k kf_k^q, built densely and solved by NumPy."""
+    from ppsi_cli.dsp.phase import bpd_to_tpd
+    from ppsi_cli.integrate import frame_systems
+    from ppsi_cli.solvers.reference import solve_reference
+
+    x = speech[0][:6000]
+    mag, b, f, (kb, kf) = _noisy(x)
+    spec = stft(x, CFG)
+    cfg = SolverConfig(diag_load=0.0, kappa_power=0.5)
+    diag, lower, weight, _, _ = frame_systems(mag, f, cfg, (kb, kf))
+    unit = (spec / mag.clamp_min(1e-30)).T
+    t = 10
+    rot = torch.exp(1j * bpd_to_tpd(b, CFG)[:, t])
+    a = (mag[:, t] / mag[:, t].max()).clamp_min(cfg.mag_floor).numpy()
+    ap = (mag[:, t - 1] / mag[:, t].max()).clamp_min(cfg.mag_floor).numpy()
+    lam = (a * ap) ** cfg.p * kb[:, t].numpy() ** 0.5
+    gam = cfg.g * (a[:-1] * a[1:]) ** cfg.p * kf[:, t].numpy() ** 0.5
+    u = a[1:] / a[:-1] * np.exp(1j * f[:, t].numpy())
+    k = len(a)
+    d = np.zeros((k - 1, k), complex)
+    d[np.arange(k - 1), np.arange(k - 1)] = -u
+    d[np.arange(k - 1), np.arange(1, k)] = 1
+    xhat = a * (unit[t - 1] * rot).numpy()
+    z_ref = np.linalg.solve(np.diag(lam) + d.conj().T @ np.diag(gam) @ d, lam * xhat)
+    rhs = weight[t].real * unit[t - 1] * rot
+    z = solve_reference(lower[t], diag[t].to(rhs.dtype), lower[t].conj(), rhs).numpy()
+    np.testing.assert_allclose(np.angle(z * z_ref.conj()), 0, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-9), (torch.float32, 1e-4)], ids=str)
+def test_streaming_with_concentrations(speech, dtype: torch.dtype, tol: float) -> None:
+    mag, b, f, (kb, kf) = _noisy(speech[0][:12000])
+    mag, b, f, kb, kf = (v.to(dtype) for v in (mag, b, f, kb, kf))
+    whole = integrate(mag, b, f, CFG, kappas=(kb, kf))
+    assert rel(whole, integrate(mag, b, f, CFG)) > 1e-3  # the weights do something
+    integ = PhaseIntegrator(CFG)
+    pushed = torch.stack([integ.push(mag[:, t], b[:, t], f[:, t], (kb[:, t], kf[:, t]))
+                          for t in range(mag.shape[-1])], dim=-1)
+    assert rel(pushed, whole) <= tol
+
+
+def test_bad_concentrations_are_refused(speech) -> None:
+    mag, b, f, (kb, kf) = _noisy(speech[0][:4000])
+    with pytest.raises(ValueError, match="shapes of BPD and FPD"):
+        integrate(mag, b, f, CFG, kappas=(kb, kb))
+    with pytest.raises(ValueError, match="positive"):
+        integrate(mag, b, f, CFG, kappas=(kb, torch.zeros_like(kf)))
+    with pytest.raises(ValueError, match="FPD concentration contains NaN"):
+        integrate(mag, b, f, CFG, kappas=(kb, kf * float("nan")))
