@@ -55,7 +55,9 @@ class PhaseDiffNet(nn.Module):
         c, k = self.cfg.channels, self.cfg.kernel_size
         self.stem = nn.Conv2d(self.cfg.context, c, (1, k), padding=(0, k // 2))
         self.blocks = nn.Sequential(*[GatedBlock(c, k) for _ in range(self.cfg.blocks)])
-        self.head = nn.Conv2d(c, self.n_outputs, 1)
+        self.head = nn.Conv2d(c, self.n_directions, 1)
+        # confidence models: a 1x1 head of raw concentrations, one per direction channel
+        self.kappa_head = nn.Conv2d(c, self.n_directions, 1) if self.cfg.confidence else None
 
     @property
     def n_directions(self) -> int:
@@ -106,14 +108,11 @@ class PhaseDiffNet(nn.Module):
 
     def _forward(self, feats: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.stem(feats.contiguous(memory_format=torch.channels_last)))
-        out = self.head(h)
-        if self.cfg.confidence and torch.is_grad_enabled() and h.requires_grad:
-            # training: the concentrations read the features but never shape them (their loss
-            # pulling on the shared layers made the phase differences worse on validation)
-            n = self.n_directions
-            k = nn.functional.conv2d(h.detach(), self.head.weight[n:], self.head.bias[n:])
-            out = torch.cat([out[:, :n], k], dim=1)
-        return out
+        if self.kappa_head is None:
+            return self.head(h)
+        # the concentrations read the features but never shape them: their loss pulling on the
+        # shared layers made the phase differences worse on validation
+        return torch.cat([self.head(h), self.kappa_head(h.detach())], dim=1)
 
     def forward(self, logmag: torch.Tensor) -> torch.Tensor:
         """``(B, F, T)`` log-magnitudes -> ``(B, outputs, F, T)``."""
