@@ -14,7 +14,7 @@ from .dsp.features import log_magnitude
 from .dsp.phase import bpd, fpd
 from .dsp.stft import OverlapAdd, istft, stft
 from .integrate import PhaseIntegrator, check_magnitude, integrate
-from .model import PhaseDiffNet, kappa, predict
+from .model import PhaseDiffNet, predict
 from .weights import LoadedModel, load_weights, shipped_weights
 
 
@@ -28,9 +28,8 @@ def ppsi_spectrogram(net: PhaseDiffNet, mag: torch.Tensor, stft_cfg: StftConfig,
                      solver: SolverConfig | None = None) -> torch.Tensor:
     """Complex STFT (..., K, T) from magnitudes with CNN-predicted phase differences."""
     check_magnitude(mag, stft_cfg)
-    d = predict(net, mag)
-    kappas = None if d.kappas is None else tuple(k.to(mag.dtype) for k in d.kappas)
-    return integrate(mag, d.bpd.to(mag.dtype), d.fpd.to(mag.dtype), stft_cfg, solver, kappas)
+    b, f = predict(net, mag)
+    return integrate(mag, b.to(mag.dtype), f.to(mag.dtype), stft_cfg, solver)
 
 
 def oracle_spectrogram(spec: torch.Tensor, stft_cfg: StftConfig,
@@ -108,15 +107,9 @@ class StreamingInverter:
         out = self.net.forward_features(feats.reshape(-1, *feats.shape[-3:]))
         return out[..., 0, :].reshape(*lead, out.shape[-3], out.shape[-1])  # (..., outputs, K)
 
-    def _emit(self, mag: torch.Tensor, out: torch.Tensor, c: int) -> torch.Tensor:
-        """Least squares + overlap-add of one frame whose BPD and FPD are the network output
-        channels ``c`` and ``c + 1`` (their concentrations follow the directions)."""
-        b, f = out[..., c, :].to(mag.dtype), out[..., c + 1, :-1].to(mag.dtype)
-        kappas = None
-        if self.net.cfg.confidence:
-            n = self.net.n_directions
-            kappas = (kappa(out[..., n + c, :]), kappa(out[..., n + c + 1, :-1]))
-        return self.ola.push(self.integrator.push(mag, b, f, kappas))
+    def _emit(self, mag: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        frame = self.integrator.push(mag, b.to(mag.dtype), f[..., :-1].to(mag.dtype))
+        return self.ola.push(frame)
 
     def push(self, mag: torch.Tensor) -> torch.Tensor:
         check_magnitude(mag.unsqueeze(-1), self.stft)
@@ -124,13 +117,14 @@ class StreamingInverter:
         self._logmags.append(log_magnitude(mag.unsqueeze(-1).to(dtype))[..., 0])
         self._logmags = self._logmags[-self.net.cfg.context:]
         if not self.net.cfg.strided:
-            return self._emit(mag, self._net(), 0)
+            out = self._net()
+            return self._emit(mag, out[..., 0, :], out[..., 1, :])
         if self._pending is None:
             self._pending = mag
             return mag.new_zeros(*mag.shape[:-1], 0)
         out = self._net()
-        first = self._emit(self._pending, out, 0)
-        second = self._emit(mag, out, 2)
+        first = self._emit(self._pending, out[..., 0, :], out[..., 1, :])
+        second = self._emit(mag, out[..., 2, :], out[..., 3, :])
         self._pending = None
         return torch.cat([first, second], dim=-1)
 
@@ -141,4 +135,5 @@ class StreamingInverter:
         pending, self._pending = self._pending, None
         last = self._logmags[-1]
         self._logmags.append(last.amin(dim=-1, keepdim=True).expand_as(last))
-        return self._emit(pending, self._net(), 0)
+        out = self._net()
+        return self._emit(pending, out[..., 0, :], out[..., 1, :])

@@ -23,7 +23,7 @@ from .config import StftConfig
 from .dsp.stft import istft, stft
 from .integrate import check_magnitude, integrate
 from .io import AUDIO_EXTS, read_audio, write_wav_atomic
-from .model import PhaseDiffNet, PhaseDiffs, predict
+from .model import PhaseDiffNet, predict
 from .spec_io import SPEC_EXTS, SpecError, check_against, read_spectrogram
 from .weights import LoadedModel, load_weights, shipped_weights
 
@@ -220,9 +220,9 @@ def invert_items(items: list[Item], model: LoadedModel | None, cfg: StftConfig,
         else:
             check_magnitude(mags, cfg)
             rows = CHUNK_ROWS_CUDA if mags.device.type == "cuda" else CHUNK_ROWS_CPU
-            d = PhaseDiffs(*(None if x is None else _unbatch(x.to(mags.dtype), single)
-                             for x in predict_chunked(model.net, mags, rows)))
-            rec = integrate(_unbatch(mags, single), d.bpd, d.fpd, cfg, model.solver, d.kappas)
+            b, f = predict_chunked(model.net, mags, rows)
+            rec = integrate(*(_unbatch(x.to(mags.dtype), single) for x in (mags, b, f)), cfg,
+                            model.solver)
         rec = rec.reshape(len(items), *rec.shape[-2:])
         if options.refine:
             from .baselines.griffin_lim import griffin_lim_stft
@@ -259,7 +259,7 @@ CHUNK_ROWS_CUDA = 65536
 
 
 def predict_chunked(net: PhaseDiffNet, mag: torch.Tensor, max_rows: int = CHUNK_ROWS_CPU
-                    ) -> PhaseDiffs:
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`ppsi_cli.model.predict` over time chunks of about ``max_rows / batch`` frames.
 
     Chunks overlap by the CNN's context (rounded up to even, so strided passes keep their
@@ -270,15 +270,15 @@ def predict_chunked(net: PhaseDiffNet, mag: torch.Tensor, max_rows: int = CHUNK_
     overlap = net.cfg.context + net.cfg.context % 2
     chunk = max(2 * overlap, max_rows // mag.shape[0] // 2 * 2)
     if n_t <= chunk:
-        out = predict(net, mag)
+        b, f = predict(net, mag)
     else:
         parts = []
         for s in range(0, n_t, chunk):
             lo = max(0, s - overlap)
-            d = predict(net, mag[..., lo:s + chunk])
-            parts.append([x[..., s - lo:] for x in d if x is not None])
-        out = PhaseDiffs(*(torch.cat(p, dim=-1) for p in zip(*parts)))
-    return PhaseDiffs(*(None if x is None else x.reshape(*lead, *x.shape[-2:]) for x in out))
+            b, f = predict(net, mag[..., lo:s + chunk])
+            parts.append((b[..., s - lo:], f[..., s - lo:]))
+        b, f = (torch.cat(p, dim=-1) for p in zip(*parts))
+    return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)
 
 
 def _unbatch(x: torch.Tensor, single: bool) -> torch.Tensor:

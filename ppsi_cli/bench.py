@@ -276,18 +276,17 @@ def _method_fns(method: str, mags: torch.Tensor, specs: torch.Tensor,
     cfg = StftConfig()
     if method in ("ppsi", "ppsi-strided"):
         rows = CHUNK_ROWS_CUDA if mags.device.type == "cuda" else CHUNK_ROWS_CPU
-        d = predict_chunked(model.net, mags, rows)
+        b, f = predict_chunked(model.net, mags, rows)
 
         def cnn():
             return predict_chunked(model.net, mags, rows)
 
         def ls():
-            return integrate(mags, d.bpd, d.fpd, model.stft, model.solver, d.kappas)
+            return integrate(mags, b, f, model.stft, model.solver)
 
         def total():
-            e = predict_chunked(model.net, mags, rows)
-            return istft(integrate(mags, e.bpd, e.fpd, model.stft, model.solver, e.kappas),
-                         model.stft)
+            bb, ff = predict_chunked(model.net, mags, rows)
+            return istft(integrate(mags, bb, ff, model.stft, model.solver), model.stft)
 
         return total, cnn, ls
     if method == "oracle":

@@ -76,8 +76,6 @@ class SolverConfig:
     a load by a fraction of the frame's largest entry swamped them and cost 0.03 WB-PESQ.
     Defaults (p=1, g=10, floor 1e-2) keep the Jacobi-scaled condition number of real speech frames below ~3e3; the
     M23 setting (p=2, g=500, floor 1e-4) reaches 1e9+ and fails in float32.
-    With a confidence model, lambda_k and gamma_k are also multiplied by the predicted
-    concentrations of the BPD and FPD they use, raised to ``kappa_power``.
     """
 
     p: float = 1.0
@@ -86,7 +84,6 @@ class SolverConfig:
     diag_load: float = 1e-6
     silence_threshold: float = 1e-10
     solver: str = "auto"
-    kappa_power: float = 0.5
 
     def __post_init__(self) -> None:
         if not (self.p >= 0 and math.isfinite(self.p)):
@@ -97,8 +94,6 @@ class SolverConfig:
             raise ValueError(f"mag_floor must be in (0, 1), got {self.mag_floor}")
         if not 0 <= self.diag_load < 1:
             raise ValueError(f"diag_load must be in [0, 1), got {self.diag_load}")
-        if not (self.kappa_power >= 0 and math.isfinite(self.kappa_power)):
-            raise ValueError(f"kappa_power must be a finite number >= 0, got {self.kappa_power}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,9 +109,6 @@ class ModelConfig:
 
     ``context`` past frames (the current one included) are the input channels; convolutions run
     along frequency. ``strided`` models also see one future frame and predict two frames at once.
-    ``confidence`` models also predict, for every phase difference, the concentration kappa of a
-    von Mises distribution around it (how sure the network is); the least squares weighs each
-    bin's time and frequency terms by it (:attr:`SolverConfig.kappa_power`).
     """
 
     context: int = 4
@@ -124,7 +116,6 @@ class ModelConfig:
     kernel_size: int = 5
     blocks: int = 3
     strided: bool = False
-    confidence: bool = False
 
     def __post_init__(self) -> None:
         for name in ("context", "channels", "kernel_size", "blocks"):

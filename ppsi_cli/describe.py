@@ -18,7 +18,6 @@ def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
     latency = stft.win_length + (stft.hop_length if strided else 0)
     return {
         "variant": "strided" if strided else "online",
-        "confidence": net.cfg.confidence,
         "source": source,
         "parameters": count_parameters(net),
         "macs_per_frame": net.multiply_adds_per_frame(stft.n_bins) // frames_per_pass,

@@ -49,11 +49,8 @@ def polar(r: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return torch.complex(r * torch.cos(theta), r * torch.sin(theta))
 
 
-def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig,
-                  kappas: tuple[torch.Tensor, torch.Tensor] | None = None):
-    """Build the per-frame systems for magnitudes ``(..., K, T)`` and FPD ``(..., K-1, T)``;
-    ``kappas``: the predicted concentrations of BPD ``(..., K, T)`` and FPD ``(..., K-1, T)``,
-    which scale lam and gam (raised to ``cfg.kappa_power``), or None.
+def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig):
+    """Build the per-frame systems for magnitudes ``(..., K, T)`` and FPD ``(..., K-1, T)``.
 
     Returns ``(diag, lower, weight, silent, restart)``: ``diag`` (..., T, K) real,
     ``lower`` (..., T, K-1) complex (``A[k+1, k] = -gam_k u_k``; the upper diagonal is its
@@ -75,9 +72,6 @@ def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig,
     lam = (a * ap) ** p
     a0, a1 = a[..., :-1], a[..., 1:]
     gam = g * (a0 * a1) ** p
-    if kappas is not None and cfg.kappa_power > 0:
-        kb, kf = (k.transpose(-1, -2).to(real) ** cfg.kappa_power for k in kappas)
-        lam, gam = lam * kb, gam * kf
     gam_u2 = gam * (a1 / a0) ** 2  # gam_k |u_k|^2
     diag = lam.clone()
     diag[..., :-1] += gam_u2
@@ -98,9 +92,7 @@ def frequency_integration(fpd: torch.Tensor) -> torch.Tensor:
 class PhaseIntegrator:
     """Online least squares: push one frame at a time, get its complex STFT frame back.
 
-    ``push(mag (..., K), bpd (..., K), fpd (..., K-1), kappas=None) -> (..., K)`` complex, with
-    ``kappas`` the frame's predicted concentrations ``(kappa_bpd (..., K), kappa_fpd (..., K-1))``
-    from a confidence model.
+    ``push(mag (..., K), bpd (..., K), fpd (..., K-1)) -> (..., K)`` complex.
     """
 
     def __init__(self, stft: StftConfig, solver: SolverConfig | None = None,
@@ -116,21 +108,14 @@ class PhaseIntegrator:
         self._prev_mag = None
         self._unit = None
 
-    def push(self, mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor,
-             kappas: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def push(self, mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor) -> torch.Tensor:
         check_magnitude(mag.unsqueeze(-1), self.stft)
-
-        def after(prev: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-            return x.unsqueeze(-1) if prev is None else torch.stack([prev, x], dim=-1)
-
-        # the previous frame enters the weights lam and the silence test; the other values of
-        # that column are never used
-        prev = self._prev_mag
-        mags = after(prev, mag)
-        fpds = after(None if prev is None else torch.zeros_like(fpd), fpd)
-        kap = None if kappas is None else tuple(
-            after(None if prev is None else torch.ones_like(k), k.to(mag.dtype)) for k in kappas)
-        diag, lower, weight, silent, restart = frame_systems(mags, fpds, self.cfg, kap)
+        if self._prev_mag is None:
+            mags, fpds = mag.unsqueeze(-1), fpd.unsqueeze(-1)
+        else:  # the previous frame enters the weights lam and the silence test
+            mags = torch.stack([self._prev_mag, mag], dim=-1)
+            fpds = torch.stack([torch.zeros_like(fpd), fpd], dim=-1)
+        diag, lower, weight, silent, restart = frame_systems(mags, fpds, self.cfg)
         tpd = bpd_to_tpd(bpd.unsqueeze(-1).to(mag.dtype), self.stft)[..., 0]
         wrot = polar(weight[..., -1, :].real.contiguous(), tpd)  # weight is real-valued
         z = self._step(mag, fpd.to(mag.dtype), diag[..., -1, :], lower[..., -1, :], wrot,
@@ -167,10 +152,8 @@ class PhaseIntegrator:
 
 
 def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: StftConfig,
-              solver: SolverConfig | None = None,
-              kappas: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Complex STFT (..., K, T) from magnitudes (..., K, T), BPD (..., K, T), FPD (..., K-1, T)
-    and, from a confidence model, their predicted concentrations ``kappas`` (same shapes).
+              solver: SolverConfig | None = None) -> torch.Tensor:
+    """Complex STFT (..., K, T) from magnitudes (..., K, T), BPD (..., K, T), FPD (..., K-1, T).
 
     Runs the online recursion over all frames; the result equals pushing the frames one by one
     through :class:`PhaseIntegrator`. Works in the dtype of ``mag`` (float32 or float64).
@@ -180,20 +163,11 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     if bpd.shape[-2:] != (k, t) or fpd.shape[-2:] != (k - 1, t):
         raise ValueError(f"phase differences must be BPD {(k, t)} and FPD {(k - 1, t)} per "
                          f"item, got {tuple(bpd.shape)} and {tuple(fpd.shape)}")
-    named = [("BPD", bpd), ("FPD", fpd)]
-    if kappas is not None:
-        if kappas[0].shape[-2:] != (k, t) or kappas[1].shape[-2:] != (k - 1, t):
-            raise ValueError(f"concentrations must have the shapes of BPD and FPD, got "
-                             f"{tuple(kappas[0].shape)} and {tuple(kappas[1].shape)}")
-        named += [("BPD concentration", kappas[0]), ("FPD concentration", kappas[1])]
-    for name, d in named:
+    for name, d in (("BPD", bpd), ("FPD", fpd)):
         if not torch.isfinite(d).all():
             raise ValueError(f"{name} contains NaN or Inf values")
-    if kappas is not None and min(kp.min().item() for kp in kappas) <= 0:
-        raise ValueError("concentrations must be positive")
     integ = PhaseIntegrator(stft, solver, mag.device)
-    kap = None if kappas is None else tuple(kp.to(mag.dtype) for kp in kappas)
-    diag, lower, weight, silent, restart = frame_systems(mag, fpd, integ.cfg, kap)
+    diag, lower, weight, silent, restart = frame_systems(mag, fpd, integ.cfg)
     tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)
     wrot = polar(weight.real.contiguous(), tpd)  # weight is real-valued
     mag_t, fpd_t = mag.transpose(-1, -2), fpd.to(mag.dtype).transpose(-1, -2)

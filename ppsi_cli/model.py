@@ -8,14 +8,9 @@ conv_b(h))`` and a 1x1 head give, per frame, BPD (rad per hop, baseband) and FPD
 
 Strided models see one frame more (frames <= t+1) and predict the differences of frames t and t+1
 from that one forward pass: run every second frame, one hop of extra latency, half the CNN cost.
-Confidence models add, after those channels, one more per difference: the concentration kappa of a
-von Mises distribution around it (``softplus(raw) + KAPPA_MIN``), which the least squares uses as
-a per-bin weight.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -44,9 +39,8 @@ class PhaseDiffNet(nn.Module):
     """Causal CNN: log-magnitudes ``(B, F, T)`` -> phase differences.
 
     ``forward`` returns ``(B, outputs, F, T)`` where ``outputs`` is 2 (BPD, FPD of frame t) or, for
-    strided models, 4 (BPD, FPD of frame t-1, then of frame t) for every input frame t; confidence
-    models append as many raw concentration channels, in the same order. The FPD channels are
-    defined on bins 0..F-2 (the last bin is unused).
+    strided models, 4 (BPD, FPD of frame t-1, then of frame t) for every input frame t. The FPD
+    channels are defined on bins 0..F-2 (the last bin is unused).
     """
 
     def __init__(self, cfg: ModelConfig | None = None):
@@ -55,18 +49,11 @@ class PhaseDiffNet(nn.Module):
         c, k = self.cfg.channels, self.cfg.kernel_size
         self.stem = nn.Conv2d(self.cfg.context, c, (1, k), padding=(0, k // 2))
         self.blocks = nn.Sequential(*[GatedBlock(c, k) for _ in range(self.cfg.blocks)])
-        self.head = nn.Conv2d(c, self.n_directions, 1)
-        # confidence models: a 1x1 head of raw concentrations, one per direction channel
-        self.kappa_head = nn.Conv2d(c, self.n_directions, 1) if self.cfg.confidence else None
-
-    @property
-    def n_directions(self) -> int:
-        """Phase-difference channels: 2 (BPD, FPD), 4 for strided models."""
-        return 4 if self.cfg.strided else 2
+        self.head = nn.Conv2d(c, self.n_outputs, 1)
 
     @property
     def n_outputs(self) -> int:
-        return self.n_directions * (2 if self.cfg.confidence else 1)
+        return 4 if self.cfg.strided else 2
 
     def features(self, logmag: torch.Tensor, start: int = 0, step: int = 1) -> torch.Tensor:
         """Context stack ``(B, context, T', F)`` from ``(B, F, T)`` for the frames
@@ -107,12 +94,8 @@ class PhaseDiffNet(nn.Module):
         return out
 
     def _forward(self, feats: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.stem(feats.contiguous(memory_format=torch.channels_last)))
-        if self.kappa_head is None:
-            return self.head(h)
-        # the concentrations read the features but never shape them: their loss pulling on the
-        # shared layers made the phase differences worse on validation
-        return torch.cat([self.head(h), self.kappa_head(h.detach())], dim=1)
+        h = feats.contiguous(memory_format=torch.channels_last)
+        return self.head(self.blocks(self.stem(h)))
 
     def forward(self, logmag: torch.Tensor) -> torch.Tensor:
         """``(B, F, T)`` log-magnitudes -> ``(B, outputs, F, T)``."""
@@ -132,38 +115,13 @@ class PhaseDiffNet(nn.Module):
 CPU_TILE_ROWS = 64
 
 
-#: Smallest predicted concentration: keeps every least-squares weight positive.
-KAPPA_MIN = 1e-3
-
-
-def kappa(raw: torch.Tensor) -> torch.Tensor:
-    """Von Mises concentration from a raw confidence output."""
-    return torch.nn.functional.softplus(raw) + KAPPA_MIN
-
-
-class PhaseDiffs(NamedTuple):
-    """What the CNN predicts for magnitudes ``(..., F, T)``: BPD ``(..., F, T)``, FPD
-    ``(..., F-1, T)`` and, from confidence models, their concentrations (same shapes), else None."""
-
-    bpd: torch.Tensor
-    fpd: torch.Tensor
-    kappa_bpd: torch.Tensor | None = None
-    kappa_fpd: torch.Tensor | None = None
-
-    @property
-    def kappas(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(kappa_bpd, kappa_fpd)`` for the least squares, or None."""
-        return None if self.kappa_bpd is None else (self.kappa_bpd, self.kappa_fpd)
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 @torch.no_grad()
-def predict(model: PhaseDiffNet, mag: torch.Tensor) -> PhaseDiffs:
-    """Phase differences for magnitudes ``(..., F, T)``: BPD ``(..., F, T)``, FPD ``(..., F-1, T)``
-    and, for confidence models, their concentrations (see :class:`PhaseDiffs`).
+def predict(model: PhaseDiffNet, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase differences for magnitudes ``(..., F, T)``: ``(bpd (..., F, T), fpd (..., F-1, T))``.
 
     Default models run once per frame. Strided models run only at frames 1, 3, 5, ... (each pass
     sees one frame ahead and fills frames t-1 and t); an odd frame count gets one silent frame of
@@ -176,7 +134,7 @@ def predict(model: PhaseDiffNet, mag: torch.Tensor) -> PhaseDiffs:
     logmag = log_magnitude(mag.reshape(-1, n_f, n_t).to(dtype))
     if not model.cfg.strided:
         out = model.forward_features(model.features(logmag), tile).transpose(-1, -2)
-        parts = [(out[:, c], out[:, c + 1, :-1]) for c in range(0, out.shape[1], 2)]
+        b, f = out[:, 0], out[:, 1, :-1]
     else:
         padded = n_t + (n_t % 2)
         if padded != n_t:
@@ -184,13 +142,7 @@ def predict(model: PhaseDiffNet, mag: torch.Tensor) -> PhaseDiffs:
             look = logmag[..., -1:].amin(dim=-2, keepdim=True).expand(-1, n_f, 1)
             logmag = torch.cat([logmag, look], dim=-1)
         feats = model.features(logmag, start=1, step=2)  # frames t = 1, 3, 5, ...
-        out = model.forward_features(feats, tile).transpose(-1, -2)  # (B, 4 | 8, F, padded / 2)
-        parts = [(torch.stack([out[:, c], out[:, c + 2]], dim=-1).flatten(-2)[..., :n_t],
-                  torch.stack([out[:, c + 1], out[:, c + 3]], dim=-1).flatten(-2)[..., :-1, :n_t])
-                 for c in range(0, out.shape[1], 4)]
-    (b, f), conf = parts[0], parts[1:]
-    diffs = [b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)]
-    if conf:
-        kb, kf = conf[0]
-        diffs += [kappa(kb).reshape(*lead, n_f, n_t), kappa(kf).reshape(*lead, n_f - 1, n_t)]
-    return PhaseDiffs(*diffs)
+        out = model.forward_features(feats, tile).transpose(-1, -2)  # (B, 4, F, padded / 2)
+        b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)[..., :n_t]
+        f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[..., :-1, :n_t]
+    return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)

@@ -44,13 +44,10 @@ def main() -> None:
         x = load_mono(files[i], cfg.sample_rate)[: int(args.seconds * cfg.sample_rate)]
         spec = stft(torch.from_numpy(x), cfg)
         mag = spec.abs()
-        d = predict(model.net, mag)
-        b, f = d.bpd, d.fpd
+        b, f = predict(model.net, mag)
         tb, tf = bpd(spec, cfg).to(b.dtype), fpd(spec).to(f.dtype)
         for case, (bb, ff) in zip(CASES, ((b, f), (tb, f), (b, tf), (tb, tf))):
-            # a confidence model's concentrations weigh every case alike
-            rec = integrate(mag, bb, ff, cfg, model.solver, d.kappas)
-            y = istft(rec, cfg, len(x)).double().numpy()
+            y = istft(integrate(mag, bb, ff, cfg, model.solver), cfg, len(x)).double().numpy()
             scores[case].append(pesq_wb(x, y, cfg.sample_rate))
     print(json.dumps({"files": len(idx), "seconds": args.seconds,
                       **{c: round(float(np.mean(v)), 3) for c, v in scores.items()}}))

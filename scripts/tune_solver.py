@@ -35,7 +35,6 @@ def main() -> None:
     ap.add_argument("--g", default="1,3,10,30,100")
     ap.add_argument("--floor", default="1e-2,1e-3")
     ap.add_argument("--diag-load", default="1e-6")
-    ap.add_argument("--kappa-power", default="0.5", help="confidence models only")
     ap.add_argument("--json", default=None)
     ap.add_argument("--write", default=None, help="save a copy of the weights with the best setting")
     args = ap.parse_args()
@@ -48,24 +47,22 @@ def main() -> None:
     for i in sorted(set(idx)):
         x = load_mono(files[i], cfg.sample_rate)[: int(args.seconds * cfg.sample_rate)]
         mag = stft(torch.from_numpy(x), cfg).abs()
-        items.append((x, mag, predict(model.net, mag)))
+        b, f = predict(model.net, mag)
+        items.append((x, mag, b, f))
     results = []
-    powers = args.kappa_power if model.net.cfg.confidence else "0.5"
     grid = itertools.product(*(map(float, s.split(",")) for s in (
-        args.p, args.g, args.floor, args.diag_load, powers)))
-    for p, g, floor, load, power in grid:
-        solver = SolverConfig(p=p, g=g, mag_floor=floor, diag_load=load, kappa_power=power)
+        args.p, args.g, args.floor, args.diag_load)))
+    for p, g, floor, load in grid:
+        solver = SolverConfig(p=p, g=g, mag_floor=floor, diag_load=load)
         pesqs, estois, failed = [], [], 0
-        for x, mag, d in items:
+        for x, mag, b, f in items:
             try:
-                rec = integrate(mag, d.bpd, d.fpd, cfg, solver, d.kappas)
-                y = istft(rec, cfg, len(x)).double().numpy()
+                y = istft(integrate(mag, b, f, cfg, solver), cfg, len(x)).double().numpy()
                 pesqs.append(pesq_wb(x, y, cfg.sample_rate))
                 estois.append(estoi(x, y, cfg.sample_rate))
             except (MetricError, np.linalg.LinAlgError):
                 failed += 1
-        row = {"p": p, "g": g, "mag_floor": floor, "diag_load": load,
-               "kappa_power": power, "pesq": float(np.mean(pesqs)),
+        row = {"p": p, "g": g, "mag_floor": floor, "diag_load": load, "pesq": float(np.mean(pesqs)),
                "estoi": float(np.mean(estois)), "n": len(pesqs), "failed": failed}
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -77,7 +74,7 @@ def main() -> None:
     if args.write:
         best = results[0]
         solver = SolverConfig(p=best["p"], g=best["g"], mag_floor=best["mag_floor"],
-                              diag_load=best["diag_load"], kappa_power=best["kappa_power"])
+                              diag_load=best["diag_load"])
         meta = {**model.meta, "solver_tuned_on": f"{args.data} ({best['n']} files)",
                 "solver_tuning_pesq": round(best["pesq"], 3)}
         save_weights(args.write, model.net, model.stft, solver, meta)

@@ -47,27 +47,20 @@ def speech2() -> tuple[torch.Tensor, int]:
     return _load("arctic_a0009.wav")
 
 
-def _tiny_weights(path: Path, strided: bool, confidence: bool = False) -> Path:
+def _tiny_weights(path: Path, strided: bool) -> Path:
     from ppsi_cli.config import ModelConfig, SolverConfig, StftConfig
     from ppsi_cli.model import PhaseDiffNet
     from ppsi_cli.weights import save_weights
 
     torch.manual_seed(0)  # random weights: quality is irrelevant where these are used
-    net = PhaseDiffNet(ModelConfig(strided=strided, confidence=confidence))
-    return save_weights(path, net, StftConfig(), SolverConfig())
+    return save_weights(path, PhaseDiffNet(ModelConfig(strided=strided)), StftConfig(),
+                        SolverConfig())
 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights file of the default online model with seeded random weights."""
     return _tiny_weights(tmp_path_factory.mktemp("weights") / "tiny-online.pt", strided=False)
-
-
-@pytest.fixture(scope="session")
-def tiny_confidence_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A weights file of an online confidence model with seeded random weights."""
-    return _tiny_weights(tmp_path_factory.mktemp("weights") / "tiny-conf.pt", strided=False,
-                         confidence=True)
 
 
 @pytest.fixture(scope="session")

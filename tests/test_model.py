@@ -12,47 +12,36 @@ from ppsi_cli.model import PhaseDiffNet, count_parameters, predict
 from ppsi_cli.weights import LoadedModel, load_weights, save_weights
 
 
-def _net(strided: bool, dtype=torch.float32, seed: int = 0, confidence: bool = False
-         ) -> PhaseDiffNet:
+def _net(strided: bool, dtype=torch.float32, seed: int = 0) -> PhaseDiffNet:
     torch.manual_seed(seed)
-    return PhaseDiffNet(ModelConfig(strided=strided, confidence=confidence)).to(dtype).eval()
+    return PhaseDiffNet(ModelConfig(strided=strided)).to(dtype).eval()
 
 
-@pytest.mark.parametrize("strided,confidence,params", [
-    (False, False, 8146), (True, False, 8180), (False, True, 8180), (True, True, 8248)])
-def test_size_and_cost(strided: bool, confidence: bool, params: int) -> None:
-    net = _net(strided, confidence=confidence)
+@pytest.mark.parametrize("strided,params", [(False, 8146), (True, 8180)])
+def test_size_and_cost(strided: bool, params: int) -> None:
+    net = _net(strided)
     assert count_parameters(net) == params <= 8500
     # stem 4->16 k5, 6 convs 16->16 k5, head 16->outputs k1, per bin, 513 bins
-    outs = (4 if strided else 2) * (2 if confidence else 1)
+    outs = 4 if strided else 2
     assert net.multiply_adds_per_frame(513) == 513 * (4 * 16 * 5 + 6 * 16 * 16 * 5 + 16 * outs)
 
 
 @pytest.mark.parametrize("strided", [False, True])
-@pytest.mark.parametrize("confidence", [False, True])
-def test_causal_and_gain_invariant(speech, strided: bool, confidence: bool) -> None:
+def test_causal_and_gain_invariant(speech, strided: bool) -> None:
     x, _ = speech
     mag = stft(x.float(), StftConfig()).abs()[:, 40:100]
-    net = _net(strided, confidence=confidence)
-    d = predict(net, mag)
-    shapes = [mag.shape, (mag.shape[0] - 1, mag.shape[1])]
-    assert [x.shape for x in d if x is not None] == shapes * (2 if confidence else 1)
-    assert (d.kappas is None) == (not confidence)
-    if confidence:
-        assert all((k > 0).all() for k in d.kappas)
+    net = _net(strided)
+    b, f = predict(net, mag)
+    assert b.shape == mag.shape and f.shape == (mag.shape[0] - 1, mag.shape[1])
     changed = mag.clone()
     changed[:, 30:] = torch.rand_like(changed[:, 30:])
-    d2 = predict(net, changed)
+    b2, f2 = predict(net, changed)
     # frames < 30 never see frame 30 (strided: frame 29 sees it only as look-ahead)
     last = 29 if strided else 30
-    for a, b in zip(d2, d):
-        if a is not None:
-            assert torch.equal(a[:, :last], b[:, :last])
-            assert not torch.allclose(a[:, 30:], b[:, 30:])
-    d3 = predict(net, 123.0 * mag)
-    for a, b in zip(d3, d):
-        if a is not None:
-            assert torch.allclose(a, b, atol=1e-4)
+    assert torch.equal(b2[:, :last], b[:, :last]) and torch.equal(f2[:, :last], f[:, :last])
+    assert not torch.allclose(b2[:, 30:], b[:, 30:])
+    b3, f3 = predict(net, 123.0 * mag)
+    assert torch.allclose(b3, b, atol=1e-4) and torch.allclose(f3, f, atol=1e-4)
 
 
 @pytest.mark.parametrize("start,step", [(0, 1), (1, 2), (0, 2), (2, 3)])
@@ -96,13 +85,11 @@ def test_strided_runs_half_the_passes(speech) -> None:
 
 @pytest.mark.parametrize("strided", [False, True])
 @pytest.mark.parametrize("frames", [40, 41])
-@pytest.mark.parametrize("confidence", [False, True])
-def test_streaming_equals_whole_utterance(speech, strided: bool, frames: int,
-                                          confidence: bool) -> None:
+def test_streaming_equals_whole_utterance(speech, strided: bool, frames: int) -> None:
     x, _ = speech
     cfg = StftConfig()
     mag = stft(x, cfg).abs()[:, 60:60 + frames]
-    model = LoadedModel(_net(strided, torch.float64, confidence=confidence), cfg, SolverConfig())
+    model = LoadedModel(_net(strided, torch.float64), cfg, SolverConfig())
     whole = invert(mag, model=model)
     stream = StreamingInverter(model)
     parts = [stream.push(mag[:, t]) for t in range(frames)] + [stream.flush()]

@@ -15,9 +15,8 @@ from ppsi_cli.cli import app
 from ppsi_cli.config import SolverConfig, StftConfig
 from ppsi_cli.dsp import bpd, fpd, stft
 from ppsi_cli.train.data import SegmentSampler, find_audio, load_corpus, split_files
-from ppsi_cli.train.objective import (kappa_nll, least_squares_loss, model_kappa_loss,
-                                      model_least_squares_loss, model_loss, phase_targets,
-                                      von_mises_loss)
+from ppsi_cli.train.objective import (least_squares_loss, model_least_squares_loss, model_loss,
+                                      phase_targets, von_mises_loss)
 
 runner = CliRunner()
 SR = 16000
@@ -241,79 +240,3 @@ def test_least_squares_loss_trains_from_the_cli(toy_tree: Path, tmp_path):
     assert cfg["ls_loss"] == 0.5 and cfg["fpd_weight"] == 0.6
     losses = [e["loss"] for e in _events(out, "step")]
     assert len(losses) == 5 and all(-1 <= v <= 1 for v in losses)
-
-
-def test_kappa_nll_is_minimal_at_the_von_mises_concentration():
-    """For errors with mean cosine m, the best concentration solves I1(k) / I0(k) = m (the von
-    Mises maximum-likelihood estimate; SciPy's Bessel functions as the reference)."""
-    import scipy.optimize
-    import scipy.special
-
-    gen = torch.Generator().manual_seed(0)
-    err = 0.6 * torch.randn(4000, generator=gen, dtype=torch.float64)
-    m = torch.cos(err).mean().item()
-    ref = scipy.optimize.brentq(lambda k: scipy.special.i1e(k) / scipy.special.i0e(k) - m,
-                                1e-3, 1e3)
-    raw = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([raw], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14)
-
-    def closure():
-        opt.zero_grad()
-        loss = kappa_nll(raw.expand(4000), err, torch.zeros(4000, dtype=torch.float64),
-                         torch.ones(1))
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    k = torch.nn.functional.softplus(raw).item() + 1e-3
-    assert k == pytest.approx(ref, rel=1e-4)
-
-
-@pytest.mark.parametrize("strided", [False, True])
-def test_kappa_loss_moves_only_the_concentrations(speech, strided: bool):
-    x = speech[0][:8000].float()[None]
-    logmag, b, f, w_b, w_f = phase_targets(x, StftConfig(), "magnitude")
-    n = 4 if strided else 2
-    out = torch.randn(1, 2 * n, *b.shape[-2:], requires_grad=True)
-    model_kappa_loss(out, b, f, w_b, w_f, strided).backward()
-    assert out.grad[:, :n].abs().max() == 0 and out.grad[:, n:].abs().max() > 0
-    # exact directions: the loss is the mean of log(i0e(kappa)) over the weighted bins
-    exact = torch.zeros_like(out.detach())
-    if strided:
-        exact[:, 0, :, 1:], exact[:, 1, :-1, 1:] = b[..., :-1], f[..., :-1]
-        exact[:, 2], exact[:, 3, :-1] = b, f
-    else:
-        exact[:, 0], exact[:, 1, :-1] = b, f
-    loss = model_kappa_loss(exact, b, f, w_b, w_f, strided)
-    k0 = torch.nn.functional.softplus(torch.zeros(())) + 1e-3
-    assert loss.item() == pytest.approx(torch.log(torch.special.i0e(k0)).item(), rel=1e-5)
-
-
-def test_confidence_model_trains_from_an_online_one(toy_tree: Path, tmp_path):
-    """--init-from a model without confidence: same directions, concentrations start at
-    KAPPA_START; training moves them; the weights file says it is a confidence model."""
-    from ppsi_cli.config import ModelConfig
-    from ppsi_cli.model import PhaseDiffNet, predict
-    from ppsi_cli.train.loop import KAPPA_START, init_from_weights
-    from ppsi_cli.weights import load_weights
-
-    online = tmp_path / "online"
-    assert runner.invoke(app, _train_args(toy_tree, online, 3)).exit_code == 0
-    src = load_weights(online / "weights.pt").net
-    net = PhaseDiffNet(ModelConfig(channels=4, blocks=1, confidence=True))
-    init_from_weights(net, str(online / "weights.pt"))
-    mag = torch.rand(513, 20, generator=torch.Generator().manual_seed(0))
-    a, b = predict(src, mag), predict(net, mag)
-    # (a head with more rows may sum in another order)
-    torch.testing.assert_close(b.bpd, a.bpd, rtol=0, atol=1e-6)
-    torch.testing.assert_close(b.fpd, a.fpd, rtol=0, atol=1e-6)
-    assert torch.allclose(b.kappa_fpd, torch.full_like(b.kappa_fpd, KAPPA_START))
-    assert torch.allclose(b.kappa_bpd, torch.full_like(b.kappa_bpd, KAPPA_START))
-    conf = tmp_path / "conf"
-    r = runner.invoke(app, _train_args(toy_tree, conf, 6, "--confidence", "--init-from",
-                                       str(online / "weights.pt")))
-    assert r.exit_code == 0, r.output
-    trained = load_weights(conf / "weights.pt")
-    assert trained.net.cfg.confidence and trained.net.n_outputs == 4
-    k = predict(trained.net, mag).kappa_bpd
-    assert k.std() > 0

@@ -38,6 +38,4 @@ def info(
                   f"{s['win_length']}, hop {s['hop_length']}, n_fft {s['n_fft']}")
         out.print(f"  latency             {r['latency_samples']} samples = "
                   f"{r['latency_ms']:.1f} ms")
-        sol = r["solver"]
-        weigh = f", weighed by confidence^{sol['kappa_power']}" if r["confidence"] else ""
-        out.print(f"  least squares       p={sol['p']}, g={sol['g']}{weigh}")
+        out.print(f"  least squares       p={r['solver']['p']}, g={r['solver']['g']}")

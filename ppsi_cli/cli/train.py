@@ -39,8 +39,6 @@ def train(
     out: Path = typer.Option(Path("runs/ppsi"), "-o", "--out", help="Run folder."),
     val_data: Optional[Path] = typer.Option(None, help="Validation audio (default: split)."),
     strided: bool = typer.Option(False, help="Train the strided (+1 hop look-ahead) variant."),
-    confidence: bool = typer.Option(False, help="Also predict how sure each phase difference is "
-                                    "(von Mises concentration); the least squares weighs by it."),
     max_steps: int = typer.Option(TrainConfig.max_steps, min=1),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this wall time."),
     stop_after: Optional[int] = typer.Option(None, min=1, help="Stop at this step (checkpoint "
@@ -94,7 +92,7 @@ def train(
             ckpt_every=ckpt_every, device="cuda" if gpus else "cpu",
             init_from=str(init_from) if init_from else None,
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
-                              blocks=blocks, strided=strided, confidence=confidence),
+                              blocks=blocks, strided=strided),
             stft=StftConfig(), solver=SolverConfig(p=p, g=g))
         launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)
     except (TrainError, ValueError) as exc:

@@ -18,11 +18,11 @@ import torch
 
 from ..config import TrainConfig
 from ..dsp.stft import istft, stft
-from ..model import KAPPA_MIN, PhaseDiffNet, count_parameters
+from ..model import PhaseDiffNet, count_parameters
 from ..weights import save_weights
 from . import distributed as dist
 from .data import Corpus, SegmentSampler, find_audio, load_corpus, split_files
-from .objective import model_kappa_loss, model_least_squares_loss, model_loss, phase_targets
+from .objective import model_least_squares_loss, model_loss, phase_targets
 
 Event = dict[str, Any]
 CHECKPOINT = "checkpoint.pt"
@@ -91,13 +91,8 @@ class Trainer:
         if info.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
-        # the concentration head (a few dozen weights on detached features) learns 10x faster
-        kappa_params = [] if self.net.kappa_head is None else list(
-            self.net.kappa_head.parameters())
-        rest = [p for p in self.net.parameters() if all(p is not k for k in kappa_params)]
-        groups = [{"params": rest}] + (
-            [{"params": kappa_params, "lr": cfg.lr * KAPPA_LR_SCALE}] if kappa_params else [])
-        self.opt = torch.optim.RAdam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.RAdam(self.net.parameters(), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.step = 0
         seg = int(round(cfg.segment_seconds * cfg.stft.sample_rate))
@@ -119,15 +114,12 @@ class Trainer:
         logmag, b, f, w_b, w_f = phase_targets(x, self.cfg.stft, self.cfg.loss_weight)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = model(logmag)
-        strided, out = self.cfg.model.strided, out.float()
-        n = out.shape[1] // 2 if self.cfg.model.confidence else out.shape[1]
-        loss = model_loss(out[:, :n], b, f, w_b, w_f, strided, self.cfg.fpd_weight)
-        if self.cfg.model.confidence:
-            loss = loss + model_kappa_loss(out, b, f, w_b, w_f, strided)
+        loss = model_loss(out.float(), b, f, w_b, w_f, self.cfg.model.strided,
+                          self.cfg.fpd_weight)
         share = self.cfg.ls_loss
         if share > 0:
-            ls = model_least_squares_loss(out[:, :n], stft(x, self.cfg.stft), self.cfg.stft,
-                                          self.cfg.solver, strided)
+            ls = model_least_squares_loss(out.float(), stft(x, self.cfg.stft), self.cfg.stft,
+                                          self.cfg.solver, self.cfg.model.strided)
             loss = (1 - share) * loss + share * ls
         return loss
 
@@ -184,39 +176,26 @@ class Trainer:
 
 
 def init_from_weights(net: PhaseDiffNet, path: str) -> None:
-    """Start from a trained model's weights. An online head initialises both halves of a
-    strided head (frames t-1 and t), which makes fine-tuning the strided variant cheap; a model
-    without confidence outputs starts a confidence model's concentrations at
-    :data:`KAPPA_START` everywhere (zero weights)."""
+    """Start from a trained model's weights; an online head initialises both halves of a
+    strided head (frames t-1 and t), which makes fine-tuning the strided variant cheap."""
     from ..weights import load_weights
 
     try:
-        src_net = load_weights(path).net
+        src = load_weights(path).net.state_dict()
     except (FileNotFoundError, ValueError) as exc:
         raise TrainError(f"--init-from: {exc}") from None
-    src, dst = src_net.state_dict(), net.state_dict()
+    dst = net.state_dict()
     for name, value in src.items():
         if name not in dst:
             raise TrainError(f"--init-from {path}: layer {name} does not exist in this model")
         if dst[name].shape == value.shape:
             dst[name] = value
-        elif "head." in name and dst[name].shape[0] == 2 * value.shape[0]:
+        elif name.startswith("head.") and dst[name].shape[0] == 2 * value.shape[0]:
             dst[name] = torch.cat([value, value])
         else:
             raise TrainError(f"--init-from {path}: layer {name} has shape "
                              f"{tuple(value.shape)}, this model needs {tuple(dst[name].shape)}")
-    if net.kappa_head is not None and src_net.kappa_head is None:
-        dst["kappa_head.weight"].zero_()
-        dst["kappa_head.bias"].fill_(math.log(math.expm1(KAPPA_START - KAPPA_MIN)))
     net.load_state_dict(dst)
-
-
-#: Learning-rate multiplier of a confidence model's concentration head.
-KAPPA_LR_SCALE = 10.0
-
-#: Concentration a confidence model starts from when initialised from one without: about the
-#: mean of the shipped online model's errors (a mean cosine of ~0.7 on speech).
-KAPPA_START = 2.0
 
 
 def _compatible(saved: dict[str, Any], cfg: TrainConfig) -> str | None:

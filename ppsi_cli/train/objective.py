@@ -18,7 +18,6 @@ from ..dsp.features import log_magnitude
 from ..dsp.phase import bpd, bpd_to_tpd, fpd
 from ..dsp.stft import stft
 from ..integrate import frame_systems, polar
-from ..model import kappa
 from ..solvers.thomas import solve_thomas
 
 SILENCE = 1e-10
@@ -75,34 +74,6 @@ def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.T
                 + fpd_weight * von_mises_loss(fo, f[..., t], w_f[..., t]))
 
     return _over_halves(out, strided, pair)
-
-
-def kappa_nll(raw: torch.Tensor, pred: torch.Tensor, target: torch.Tensor,
-              weight: torch.Tensor) -> torch.Tensor:
-    """Weighted mean von Mises negative log-likelihood ``kappa (1 - cos(pred - target)) +
-    log(i0e(kappa))`` (= ``-kappa cos + log I0(kappa)``, up to a constant) of the concentrations
-    ``kappa(raw)`` with the direction errors taken as given: it trains only how sure the network
-    is; its minimum over kappa is where the mean cosine error equals I1(kappa) / I0(kappa)."""
-    k = kappa(raw)
-    nll = k * (1 - torch.cos(pred - target)) + torch.log(torch.special.i0e(k))
-    weight = weight.to(raw.dtype).expand_as(raw)
-    return (nll * weight).sum() / weight.sum().clamp_min(1e-12)
-
-
-def model_kappa_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.Tensor,
-                     w_f: torch.Tensor, strided: bool) -> torch.Tensor:
-    """Mean of the BPD and FPD :func:`kappa_nll` of a confidence model's output ``out``
-    (B, 4 or 8, K, T) (strided: both halves). The directions are detached: this loss never moves
-    the predicted phase differences, only their concentrations."""
-    n = out.shape[1] // 2
-    # stack (direction, raw concentration) on a last axis, so the halves slice both alike
-    pairs = torch.stack([out[:, :n].detach(), out[:, n:]], dim=-1)
-
-    def pair(bo, fo, t):
-        return 0.5 * (kappa_nll(bo[..., 1], bo[..., 0], b[..., t], w_b[..., t])
-                      + kappa_nll(fo[..., 1], fo[..., 0], f[..., t], w_f[..., t]))
-
-    return _over_halves(pairs, strided, pair)
 
 
 def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.Tensor,
