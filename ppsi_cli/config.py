@@ -73,9 +73,10 @@ class SolverConfig:
     normalised per frame by their maximum and floored at ``mag_floor``; each diagonal entry is
     scaled by ``1 + diag_load`` so that float32 rounding in the LDL^H pivots (a few eps of the
     entry) cannot push them below zero. A relative load leaves the weakest bins' weights alone:
-    a load by a fraction of the frame's largest entry swamped them and cost 0.03 WB-PESQ.
-    Defaults (p=1, g=10, floor 1e-2) keep the Jacobi-scaled condition number of real speech frames below ~3e3; the
-    M23 setting (p=2, g=500, floor 1e-4) reaches 1e9+ and fails in float32.
+    a load by a fraction of the frame's largest entry swamped them and cost 0.02 WB-PESQ on
+    validation speech. Defaults (p=1, g=10, floor 1e-2) keep the Jacobi-scaled condition number
+    of real speech frames below ~3e3; the M23 setting (p=2, g=500, floor 1e-4) reaches 1e9+ and
+    fails in float32.
     """
 
     p: float = 1.0

@@ -62,8 +62,9 @@ def main() -> None:
                 estois.append(estoi(x, y, cfg.sample_rate))
             except (MetricError, np.linalg.LinAlgError):
                 failed += 1
-        row = {"p": p, "g": g, "mag_floor": floor, "diag_load": load, "pesq": float(np.mean(pesqs)),
-               "estoi": float(np.mean(estois)), "n": len(pesqs), "failed": failed}
+        row = {"p": p, "g": g, "mag_floor": floor, "diag_load": load,
+               "pesq": float(np.mean(pesqs)), "estoi": float(np.mean(estois)),
+               "n": len(pesqs), "failed": failed}
         results.append(row)
         print(json.dumps(row), flush=True)
     results.sort(key=lambda r: -r["pesq"])

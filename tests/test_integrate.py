@@ -186,7 +186,7 @@ def test_non_finite_phase_differences_are_refused():
 def test_diagonal_load_leaves_weak_bins_alone(speech) -> None:
     """The float32 safety load must not change the least-squares solution, not even in the
     weakest bins (a load by a fraction of the frame's largest entry used to swamp their weights
-    and cost 0.03 WB-PESQ on validation speech). Per frame, from the true previous frame, against
+    and cost 0.02 WB-PESQ on validation speech). Per frame, from the true previous frame, against
     the unloaded system solved by SciPy."""
     from ppsi_cli.dsp.phase import bpd_to_tpd
     from ppsi_cli.integrate import frame_systems, polar
