@@ -117,9 +117,21 @@ class ModelConfig:
     kernel_size: int = 5
     blocks: int = 3
     strided: bool = False
+    dilation_growth: int = 1
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """Dilation along frequency of each gated block: ``dilation_growth ** i``."""
+        return tuple(self.dilation_growth ** i for i in range(self.blocks))
+
+    @property
+    def receptive_bins(self) -> int:
+        """Bins along frequency one output sees (the stem's kernel plus every block's)."""
+        half = self.kernel_size // 2
+        return 1 + 2 * half * (1 + sum(self.dilations))
 
     def __post_init__(self) -> None:
-        for name in ("context", "channels", "kernel_size", "blocks"):
+        for name in ("context", "channels", "kernel_size", "blocks", "dilation_growth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.kernel_size % 2 == 0:

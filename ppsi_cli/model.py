@@ -2,9 +2,11 @@
 
 Input: log-magnitudes of the ``context`` newest frames as channels, convolved along frequency
 (internally a Conv2d with kernels ``(1, k)`` over ``(time, freq)`` in channels-last memory layout
-applies the same 1-D network to every frame at once; that layout is ~3x faster on CPU). Features are centred by the mean over frequency of the newest frame, so a gain change of
-the input changes nothing. A stem, ``blocks`` residual gated blocks ``h + conv_a(h) * sigmoid(
-conv_b(h))`` and a 1x1 head give, per frame, BPD (rad per hop, baseband) and FPD (rad per bin).
+applies the same 1-D network to every frame at once; that layout is ~3x faster on CPU). Features
+are centred by the mean over frequency of the newest frame, so a gain change of the input changes
+nothing. A stem, ``blocks`` residual gated blocks ``h + conv_a(h) * sigmoid(conv_b(h))`` (block i
+dilated by ``dilation_growth ** i`` along frequency) and a 1x1 head give, per frame, BPD (rad per
+hop, baseband) and FPD (rad per bin).
 
 Strided models see one frame more (frames <= t+1) and predict the differences of frames t and t+1
 from that one forward pass: run every second frame, one hop of extra latency, half the CNN cost.
@@ -22,11 +24,11 @@ from .dsp.features import log_magnitude
 class GatedBlock(nn.Module):
     """Residual gated convolution along frequency: ``h + conv_a(h) * sigmoid(conv_b(h))``."""
 
-    def __init__(self, channels: int, kernel_size: int):
+    def __init__(self, channels: int, kernel_size: int, dilation: int = 1):
         super().__init__()
-        pad = (0, kernel_size // 2)
-        self.conv_a = nn.Conv2d(channels, channels, (1, kernel_size), padding=pad)
-        self.conv_b = nn.Conv2d(channels, channels, (1, kernel_size), padding=pad)
+        pad, dil = (0, dilation * (kernel_size // 2)), (1, dilation)
+        self.conv_a = nn.Conv2d(channels, channels, (1, kernel_size), padding=pad, dilation=dil)
+        self.conv_b = nn.Conv2d(channels, channels, (1, kernel_size), padding=pad, dilation=dil)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         a, g = self.conv_a(h), self.conv_b(h)
@@ -48,7 +50,7 @@ class PhaseDiffNet(nn.Module):
         self.cfg = cfg or ModelConfig()
         c, k = self.cfg.channels, self.cfg.kernel_size
         self.stem = nn.Conv2d(self.cfg.context, c, (1, k), padding=(0, k // 2))
-        self.blocks = nn.Sequential(*[GatedBlock(c, k) for _ in range(self.cfg.blocks)])
+        self.blocks = nn.Sequential(*[GatedBlock(c, k, d) for d in self.cfg.dilations])
         self.head = nn.Conv2d(c, self.n_outputs, 1)
 
     @property

@@ -26,6 +26,25 @@ def test_size_and_cost(strided: bool, params: int) -> None:
     assert net.multiply_adds_per_frame(513) == 513 * (4 * 16 * 5 + 6 * 16 * 16 * 5 + 16 * outs)
 
 
+@pytest.mark.parametrize("growth,bins", [(1, 17), (2, 33), (3, 57)])
+def test_dilated_blocks_see_exactly_their_receptive_field(growth: int, bins: int) -> None:
+    cfg = ModelConfig(dilation_growth=growth)
+    assert cfg.receptive_bins == bins
+    torch.manual_seed(3)
+    net = PhaseDiffNet(cfg).eval()
+    assert count_parameters(net) == 8146  # dilation is free in parameters and multiply-adds
+    logmag = torch.randn(1, 513, 6)
+    base = net(logmag)
+    centre, half = 256, bins // 2
+    for offset in (half, half + 1, -half, -half - 1):
+        # poke frame 2, read frame 3: the centring (newest frame's mean) stays the same
+        poked = logmag.clone()
+        poked[:, centre + offset, 2] += 5.0
+        seen = not torch.allclose(net(poked)[..., centre, 3], base[..., centre, 3],
+                                  rtol=0, atol=1e-7)
+        assert seen == (abs(offset) <= half), (growth, offset)
+
+
 @pytest.mark.parametrize("strided", [False, True])
 def test_causal_and_gain_invariant(speech, strided: bool) -> None:
     x, _ = speech

@@ -61,7 +61,7 @@ def _events(out: Path, kind: str) -> list[dict]:
 
 def test_loss_is_minus_one_per_valid_bin_when_prediction_equals_target(speech):
     x, _ = speech
-    for weighting in ("none", "magnitude"):
+    for weighting in ("none", "magnitude", "power"):
         _, b, f, w_b, w_f = phase_targets(x[None, :SR].float(), StftConfig(), weighting)
         out = torch.stack([b, torch.nn.functional.pad(f, (0, 0, 0, 1))], dim=1)
         assert model_loss(out, b, f, w_b, w_f, strided=False).item() == pytest.approx(-1, abs=1e-6)
@@ -76,6 +76,20 @@ def test_loss_is_minus_one_per_valid_bin_when_prediction_equals_target(speech):
         # a prediction off by pi everywhere scores +1, by pi/2 scores 0
         assert von_mises_loss(b + np.pi, b, w_b).item() == pytest.approx(1, abs=1e-5)
         assert von_mises_loss(b + np.pi / 2, b, w_b).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_power_weights_are_the_squared_magnitude_weights(speech):
+    x, _ = speech
+    audio = x[None, :SR].float()
+    spec = stft(audio, StftConfig())
+    _, _, _, m_b, m_f = phase_targets(audio, StftConfig(), "magnitude")
+    _, _, _, p_b, p_f = phase_targets(audio, StftConfig(), "power")
+    assert torch.allclose(p_b, m_b ** 2) and torch.allclose(p_f, m_f ** 2)
+    # FPD weight of bins k, k+1 in frame t: |X_t[k]| |X_t[k+1]| / max_k |X_t[k]|^2
+    mag = spec.abs()[0]
+    t = 20
+    ref = mag[1:, t] * mag[:-1, t] / mag[:, t].max() ** 2
+    assert torch.allclose(p_f[0, :, t], ref, rtol=1e-5, atol=1e-12)
 
 
 def test_least_squares_loss_scores_the_solved_phase(speech):
@@ -183,14 +197,19 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(toy_tree: Path, t
 
 def test_strided_init_from_online(toy_tree: Path, tmp_path):
     online = tmp_path / "online"
-    assert runner.invoke(app, _train_args(toy_tree, online, 3)).exit_code == 0
+    assert runner.invoke(app, _train_args(toy_tree, online, 3, "--blocks", "2")).exit_code == 0
     strided = tmp_path / "strided"
-    r = runner.invoke(app, _train_args(toy_tree, strided, 3, "--strided", "--init-from",
-                                       str(online / "weights.pt")))
+    r = runner.invoke(app, _train_args(toy_tree, strided, 3, "--blocks", "2", "--strided",
+                                       "--init-from", str(online / "weights.pt")))
     assert r.exit_code == 0, r.output
     info = json.loads(runner.invoke(app, ["info", "--weights", str(strided / "weights.pt"),
                                           "--json"]).stdout)
     assert info["variant"] == "strided" and info["latency_samples"] == 1024 + 256
+    # a dilated model must start from a dilated one: same shapes, different function
+    r = runner.invoke(app, _train_args(toy_tree, tmp_path / "dil", 3, "--blocks", "2",
+                                       "--strided", "--dilation-growth", "2", "--init-from",
+                                       str(online / "weights.pt")))
+    assert r.exit_code != 0 and "dilated" in r.output and "Traceback" not in r.output
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "gpus", "resume-missing",

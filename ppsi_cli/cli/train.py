@@ -47,7 +47,7 @@ def train(
     segment_seconds: float = typer.Option(TrainConfig.segment_seconds),
     lr: float = typer.Option(TrainConfig.lr),
     loss_weight: str = typer.Option(TrainConfig.loss_weight,
-                                    help="Von Mises loss weights per bin: none | magnitude."),
+                                    help="Von Mises loss weights per bin: none | magnitude | power."),
     fpd_weight: float = typer.Option(TrainConfig.fpd_weight,
                                      help="Share of the FPD term in the loss (BPD gets the rest)."),
     ls_loss: float = typer.Option(TrainConfig.ls_loss,
@@ -64,6 +64,8 @@ def train(
     blocks: int = typer.Option(ModelConfig.blocks, min=1),
     kernel_size: int = typer.Option(ModelConfig.kernel_size, min=1),
     context: int = typer.Option(ModelConfig.context, min=1),
+    dilation_growth: int = typer.Option(ModelConfig.dilation_growth, min=1,
+                                        help="Block i is dilated by this ** i along frequency."),
     p: float = typer.Option(SolverConfig.p, help="Least-squares weight exponent."),
     g: float = typer.Option(SolverConfig.g, help="Least-squares frequency weight."),
     gpus: int = typer.Option(0, min=0, help="Train on N GPUs (one process each, NCCL)."),
@@ -92,7 +94,8 @@ def train(
             ckpt_every=ckpt_every, device="cuda" if gpus else "cpu",
             init_from=str(init_from) if init_from else None,
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
-                              blocks=blocks, strided=strided),
+                              blocks=blocks, strided=strided,
+                              dilation_growth=dilation_growth),
             stft=StftConfig(), solver=SolverConfig(p=p, g=g))
         launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)
     except (TrainError, ValueError) as exc:

@@ -181,9 +181,14 @@ def init_from_weights(net: PhaseDiffNet, path: str) -> None:
     from ..weights import load_weights
 
     try:
-        src = load_weights(path).net.state_dict()
+        src_net = load_weights(path).net
     except (FileNotFoundError, ValueError) as exc:
         raise TrainError(f"--init-from: {exc}") from None
+    if src_net.cfg.dilations != net.cfg.dilations:
+        raise TrainError(f"--init-from {path}: its blocks are dilated {src_net.cfg.dilations}, "
+                         f"this model's {net.cfg.dilations} (set --dilation-growth "
+                         f"{src_net.cfg.dilation_growth})")
+    src = src_net.state_dict()
     dst = net.state_dict()
     for name, value in src.items():
         if name not in dst:

@@ -6,7 +6,8 @@ prediction scores exactly -1. BPD is undefined at frame 0 and after digital sile
 bins, frames of digital silence carry no phase. Weights: ``none`` (every valid bin counts the
 same, as in SPEC §4) or ``magnitude`` (each bin weighs by the geometric mean of the two
 magnitudes its difference joins, relative to the frame peak: the bins that carry the sound count,
-the noise floor's random phase hardly does).
+the noise floor's random phase hardly does) or ``power`` (the product of the two magnitudes, the
+same weighting as the least squares with p = 1).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..integrate import frame_systems, polar
 from ..solvers.thomas import solve_thomas
 
 SILENCE = 1e-10
-LOSS_WEIGHTS = ("none", "magnitude")
+LOSS_WEIGHTS = ("none", "magnitude", "power")
 
 
 def phase_targets(audio: torch.Tensor, cfg: StftConfig, weighting: str = "none"):
@@ -34,11 +35,13 @@ def phase_targets(audio: torch.Tensor, cfg: StftConfig, weighting: str = "none")
     peak = mag.amax(dim=-2, keepdim=True)
     ok = peak > SILENCE * mag.amax(dim=(-2, -1), keepdim=True).clamp_min(SILENCE)  # (B, 1, T)
     prev_ok = torch.nn.functional.pad(ok[..., :-1], (1, 0), value=False)
-    if weighting == "magnitude":
+    if weighting in ("magnitude", "power"):
         a = mag / peak.clamp_min(SILENCE)
         a_prev = torch.nn.functional.pad(mag[..., :-1], (1, 0)) / peak.clamp_min(SILENCE)
-        w_b = (a * a_prev).sqrt() * (ok & prev_ok)
-        w_f = (a[..., 1:, :] * a[..., :-1, :]).sqrt() * ok
+        w_b, w_f = a * a_prev, a[..., 1:, :] * a[..., :-1, :]
+        if weighting == "magnitude":
+            w_b, w_f = w_b.sqrt(), w_f.sqrt()
+        w_b, w_f = w_b * (ok & prev_ok), w_f * ok
     else:
         w_b = (ok & prev_ok).to(mag.dtype).expand_as(mag)
         w_f = ok.to(mag.dtype).expand(-1, mag.shape[-2] - 1, -1)
