@@ -150,6 +150,10 @@ class ModelConfig:
         return _from_dict(cls, data)
 
 
+# Von Mises loss weights per bin (see train/objective.py)
+LOSS_WEIGHTS = ("none", "magnitude", "power")
+
+
 @dataclass
 class TrainConfig:
     """Training settings; ``ppsi train`` options mirror these fields."""
@@ -184,6 +188,9 @@ class TrainConfig:
     solver: SolverConfig = field(default_factory=SolverConfig)
 
     def __post_init__(self) -> None:
+        if self.loss_weight not in LOSS_WEIGHTS:
+            raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTS}, "
+                             f"got {self.loss_weight!r}")
         if not 0 < self.fpd_weight < 1:
             raise ValueError(f"fpd_weight must be in (0, 1), got {self.fpd_weight}")
         if not 0 <= self.ls_loss <= 1:

@@ -214,7 +214,7 @@ def test_strided_init_from_online(toy_tree: Path, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "empty", "gpus", "resume-missing",
                                   "resume-incompatible", "resume-garbage", "fpd-weight",
-                                  "ls-loss"])
+                                  "ls-loss", "loss-weight"])
 def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
     out = tmp_path / "run"
     if case == "missing":
@@ -233,6 +233,8 @@ def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
         args, needle = _train_args(toy_tree, out, 2, "--fpd-weight", "1.5"), "fpd_weight"
     elif case == "ls-loss":
         args, needle = _train_args(toy_tree, out, 2, "--ls-loss", "2"), "ls_loss"
+    elif case == "loss-weight":
+        args, needle = _train_args(toy_tree, out, 2, "--loss-weight", "loud"), "loss weighting"
     elif case == "resume-garbage":
         (tmp_path / "c.pt").write_bytes(b"garbage")
         args, needle = _train_args(toy_tree, out, 2, "--resume", str(tmp_path / "c.pt")), \

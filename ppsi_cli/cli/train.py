@@ -47,7 +47,8 @@ def train(
     segment_seconds: float = typer.Option(TrainConfig.segment_seconds),
     lr: float = typer.Option(TrainConfig.lr),
     loss_weight: str = typer.Option(TrainConfig.loss_weight,
-                                    help="Von Mises loss weights per bin: none | magnitude | power."),
+                                    help="Von Mises loss weights per bin: "
+                                    "none | magnitude | power."),
     fpd_weight: float = typer.Option(TrainConfig.fpd_weight,
                                      help="Share of the FPD term in the loss (BPD gets the rest)."),
     ls_loss: float = typer.Option(TrainConfig.ls_loss,

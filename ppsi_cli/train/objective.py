@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import SolverConfig, StftConfig
+from ..config import LOSS_WEIGHTS, SolverConfig, StftConfig
 from ..dsp.features import log_magnitude
 from ..dsp.phase import bpd, bpd_to_tpd, fpd
 from ..dsp.stft import stft
@@ -22,7 +22,6 @@ from ..integrate import frame_systems, polar
 from ..solvers.thomas import solve_thomas
 
 SILENCE = 1e-10
-LOSS_WEIGHTS = ("none", "magnitude", "power")
 
 
 def phase_targets(audio: torch.Tensor, cfg: StftConfig, weighting: str = "none"):
