@@ -199,8 +199,13 @@ TARGET_SECONDS_PER_AUDIO_SECOND = 0.02
 
 
 def example_clips() -> list[Path]:
-    """The speech clips shipped with the checkout (``examples/audio/*.wav``)."""
-    return sorted((Path(__file__).resolve().parents[1] / "examples" / "audio").glob("*.wav"))
+    """The checkout's speech clips (``examples/audio/*.wav``): beside the package when it runs
+    from the checkout, else under the current folder (a regular install run from the checkout)."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        clips = sorted((root / "examples" / "audio").glob("*.wav"))
+        if clips:
+            return clips
+    return []
 
 
 def speech_clip(seconds: float, files: Iterable[Path] | None = None,
