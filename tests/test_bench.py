@@ -145,3 +145,17 @@ def test_bench_invert_library_batches(tiny_strided_weights) -> None:
     assert all(r["seconds_per_audio_second"] > 0 for r in rows)
     with pytest.raises(ValueError, match="unknown method"):
         bench_invert(methods=["nope"])
+
+
+def test_example_clips_fall_back_to_the_current_folder(tmp_path, monkeypatch) -> None:
+    """An installed package has no examples beside it; run from a checkout, it finds its clips."""
+    from ppsi_cli import bench
+
+    clip = tmp_path / "examples" / "audio" / "a.wav"
+    clip.parent.mkdir(parents=True)
+    clip.write_bytes(b"")
+    monkeypatch.setattr(bench, "__file__", str(tmp_path / "site" / "ppsi_cli" / "bench.py"))
+    monkeypatch.chdir(tmp_path / "examples")
+    assert bench.example_clips() == []
+    monkeypatch.chdir(tmp_path)
+    assert bench.example_clips() == [clip]
