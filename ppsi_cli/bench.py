@@ -201,7 +201,12 @@ TARGET_SECONDS_PER_AUDIO_SECOND = 0.02
 def example_clips() -> list[Path]:
     """The checkout's speech clips (``examples/audio/*.wav``): beside the package when it runs
     from the checkout, else under the current folder (a regular install run from the checkout)."""
-    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+    roots = [Path(__file__).resolve().parents[1]]
+    try:
+        roots.append(Path.cwd())
+    except OSError:  # the current folder was removed
+        pass
+    for root in roots:
         clips = sorted((root / "examples" / "audio").glob("*.wav"))
         if clips:
             return clips
