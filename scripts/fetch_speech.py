@@ -11,7 +11,8 @@ Sets
          With --klettres-train, also klettres-data (isolated letters and syllables,
          14 languages, mostly 44.1 kHz Vorbis): each language's clips, trimmed of silence,
          are joined into ~8 s files with 0.15 s gaps; the languages of val-unseen stay out.
-         Off by default: the shipped weights were trained without it (weights/README.md).
+         Off by default; the shipped online network saw it only in its last training stage
+         (weights/README.md). Files of an earlier --klettres-train run are not removed.
   val    a deterministic hash-chosen share (--val-frac) of the same sources; a file
          is in exactly one of train / val, whichever sets are built.
   val-unseen  klettres-data letters and syllables of four languages held out whole
@@ -102,8 +103,8 @@ DEB_VOICES = {
 }
 KLETTRES = dict(
     package="klettres-data", root="usr/share/klettres", pattern="*/*/*.ogg",
-    speaker="KDE KLettres volunteers, one voice per language", language="19 languages",
-    speakers=19, licence="GPL-2+", copyright="2001-2011 Anne-Marie Mahfouf et al. (KDE)",
+    speaker="KDE KLettres volunteers, one voice per language",
+    language="18 languages used (of 20; tn and ml skipped)", speakers=18, licence="GPL-2+", copyright="2001-2011 Anne-Marie Mahfouf et al. (KDE)",
 )
 KLETTRES_UNSEEN = ("de", "he", "nl", "uk")  # held out whole: the val-unseen set
 # tn decodes to peaks of 26-41x full scale (broken files); ml is clipped at the source
