@@ -170,6 +170,7 @@ class TrainConfig:
     loss_weight: str = "magnitude"
     fpd_weight: float = 0.5
     ls_loss: float = 0.0
+    speed_factors: tuple[float, ...] = ()
     warmup_steps: int = 500
     max_steps: int = 20000
     max_minutes: float | None = None
@@ -195,6 +196,10 @@ class TrainConfig:
             raise ValueError(f"fpd_weight must be in (0, 1), got {self.fpd_weight}")
         if not 0 <= self.ls_loss <= 1:
             raise ValueError(f"ls_loss must be in [0, 1], got {self.ls_loss}")
+        self.speed_factors = tuple(float(f) for f in self.speed_factors)
+        for f in self.speed_factors:
+            if not 0.5 <= f <= 2.0:
+                raise ValueError(f"speed factors must be in [0.5, 2], got {f}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from scipy.signal import resample_poly
 from typer.testing import CliRunner
 
 from ppsi_cli.cli import app
 from ppsi_cli.config import SolverConfig, StftConfig
 from ppsi_cli.dsp import bpd, fpd, stft
-from ppsi_cli.train.data import SegmentSampler, find_audio, load_corpus, split_files
+from ppsi_cli.train.data import (SegmentSampler, find_audio, load_corpus, speed_ratio,
+                                 speed_segment, split_files)
 from ppsi_cli.train.objective import (least_squares_loss, model_least_squares_loss, model_loss,
                                       phase_targets, von_mises_loss)
 
@@ -261,3 +263,42 @@ def test_least_squares_loss_trains_from_the_cli(toy_tree: Path, tmp_path):
     assert cfg["ls_loss"] == 0.5 and cfg["fpd_weight"] == 0.6
     losses = [e["loss"] for e in _events(out, "step")]
     assert len(losses) == 5 and all(-1 <= v <= 1 for v in losses)
+
+
+def test_speed_segment_scales_frequency_and_keeps_identity():
+    sr, seg = 16000, 8000
+    t = np.arange(3 * sr) / sr
+    x = np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)
+    same = speed_segment(x, 123, seg, 1.0)
+    assert np.array_equal(same, x[123:123 + seg])
+    for factor in (0.85, 0.9, 1.1, 1.15):
+        y = speed_segment(x, 4000, seg, factor)
+        assert y.shape == (seg,) and y.dtype == np.float32
+        spec = np.abs(np.fft.rfft(y * np.hanning(seg)))
+        peak = np.argmax(spec) * sr / seg
+        assert abs(peak - 1000.0 * factor) <= 2.0, (factor, peak)
+        # no edge transient: the amplitude stays that of the sine throughout
+        assert np.max(np.abs(y[:64])) < 1.01 and np.max(np.abs(y[:64])) > 0.9
+        # reference: the whole signal resampled at once, cut at the matching output sample
+        # (a start that is a multiple of num maps to a whole output sample)
+        num, den = speed_ratio(factor)
+        y = speed_segment(x, 200 * num, seg, factor)
+        ref = resample_poly(x, den, num)
+        lo = 200 * den + 32
+        assert np.max(np.abs(y[1000:7000] - ref[lo + 1000:lo + 7000])) < 1e-3
+    tail = speed_segment(x, len(x) - 1000, seg, 1.1)
+    assert np.all(tail[1000:] == 0) and np.max(np.abs(tail[:800])) > 0.9
+
+
+def test_sampler_speed_factors_are_seeded_and_rejected_out_of_range():
+    audio = [np.random.default_rng(0).standard_normal(20000).astype(np.float32)]
+    a = SegmentSampler(audio, 1000, 4, seed=3, speed_factors=(0.9, 1.1))
+    b = SegmentSampler(audio, 1000, 4, seed=3, speed_factors=(0.9, 1.1))
+    plain = SegmentSampler(audio, 1000, 4, seed=3)
+    assert np.array_equal(a.batch(5), b.batch(5))
+    assert not np.allclose(a.batch(5), plain.batch(5))
+    assert np.array_equal(a.batch_index(5), plain.batch_index(5))
+    with pytest.raises(ValueError, match="speed factor"):
+        SegmentSampler(audio, 1000, 4, speed_factors=(3.0,))
+    res = runner.invoke(app, ["train", "--data", "x", "--speed-perturb", "0.9,fast"])
+    assert res.exit_code != 0 and "--speed-perturb" in res.output

@@ -33,6 +33,15 @@ def draw_event(event: dict) -> None:
         err.print(f"[bold]done at step {event['step']}[/]: {event['weights']}", highlight=False)
 
 
+def parse_factors(text: str) -> tuple[float, ...]:
+    """``"0.9,1,1.1"`` -> (0.9, 1.0, 1.1); empty -> (); anything else: ValueError."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--speed-perturb: expected comma-separated numbers, got {text!r}") \
+            from None
+
+
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", help="Folder tree of audio (wav, flac, ogg)."),
@@ -54,6 +63,9 @@ def train(
     ls_loss: float = typer.Option(TrainConfig.ls_loss,
                                   help="Share of the teacher-forced least-squares phase loss "
                                   "(0: von Mises only)."),
+    speed_perturb: str = typer.Option("", help="Comma-separated speed factors, e.g. "
+                                      "0.9,1,1.1: each training segment is resampled to one of "
+                                      "them at random (pitch, formants and tempo scale together)."),
     warmup_steps: int = typer.Option(TrainConfig.warmup_steps, min=1),
     seed: int = typer.Option(TrainConfig.seed),
     log_every: int = typer.Option(TrainConfig.log_every, min=1),
@@ -85,10 +97,12 @@ def train(
     if gpus > torch.cuda.device_count():
         raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
     try:
+        factors = parse_factors(speed_perturb)
         cfg = TrainConfig(
             data=str(data), out=str(out), val_data=str(val_data) if val_data else None,
             segment_seconds=segment_seconds, batch_size=batch_size, lr=lr,
             loss_weight=loss_weight, fpd_weight=fpd_weight, ls_loss=ls_loss,
+            speed_factors=factors,
             warmup_steps=warmup_steps, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
             stop_after=stop_after,
             log_every=log_every, val_every=val_every, eval_every=eval_every,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -103,21 +104,59 @@ def load_corpus(files: list[Path], sample_rate: int, min_samples: int = 1) -> Co
     return corpus
 
 
+# Output samples dropped at the start of a speed-perturbed segment: resample_poly's filter
+# (10 x max(up, down) taps each side at the up-sampled rate) spans at most ~10 output samples.
+_SPEED_MARGIN = 32
+
+
+def speed_ratio(factor: float) -> tuple[int, int]:
+    """``factor`` as a ratio ``(num, den)`` with den <= 100; factor > 1 plays faster."""
+    if not 0.5 <= factor <= 2.0:
+        raise ValueError(f"speed factor must be in [0.5, 2], got {factor}")
+    r = Fraction(factor).limit_denominator(100)
+    return r.numerator, r.denominator
+
+
+def speed_segment(audio: np.ndarray, start: int, segment: int, factor: float) -> np.ndarray:
+    """``segment`` samples of ``audio`` from ``start`` played ``factor`` times faster.
+
+    Speed perturbation (as in Kaldi's recipes) scales pitch, formants and tempo together, so a
+    corpus of a few voices covers more of the space of voices. The result is band-limited
+    resampling (``resample_poly``), a real waveform whose phase is as consistent as the
+    original's; past the end of the file it is zero-padded like an unperturbed segment.
+    """
+    out = np.zeros(segment, dtype=np.float32)
+    if factor == 1.0:
+        piece = audio[start:start + segment]
+        out[:len(piece)] = piece
+        return out
+    num, den = speed_ratio(factor)
+    need = int(math.ceil((segment + _SPEED_MARGIN) * num / den)) + 1
+    piece = audio[start:start + need]
+    y = resample_poly(piece, den, num)[_SPEED_MARGIN:_SPEED_MARGIN + segment]
+    out[:len(y)] = y
+    return out
+
+
 class SegmentSampler:
     """Deterministic, sharded batches of fixed-length segments.
 
     Epoch ``e`` cuts every file into consecutive segments from a random offset, shuffles them
     with ``seed + e``, and splits them into global batches of ``batch_size * world`` segments; rank
     ``r`` takes the ``r``-th slice of each. No segment appears twice within an epoch, ranks never
-    share one, and ``batch(step)`` depends only on ``step``.
+    share one, and ``batch(step)`` depends only on ``step``. With ``speed_factors``, each segment
+    is played at one of them, drawn from a generator seeded by (seed, step, rank).
     """
 
     def __init__(self, audio: list[np.ndarray], segment: int, batch_size: int, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, speed_factors: tuple[float, ...] = ()):
         if not audio:
             raise ValueError("no audio to sample segments from")
+        for f in speed_factors:
+            speed_ratio(f)
         self.audio, self.segment, self.batch_size = audio, segment, batch_size
         self.seed, self.rank, self.world = seed, rank, world
+        self.speed_factors = tuple(float(f) for f in speed_factors)
         self._epoch, self._index = -1, np.empty((0, 2), dtype=np.int64)
         self.steps_per_epoch = max(1, len(self._segments(0)) // (batch_size * world))
 
@@ -147,8 +186,12 @@ class SegmentSampler:
 
     def batch(self, step: int) -> np.ndarray:
         """(batch_size, segment) float32 audio for this rank at ``step``."""
-        out = np.zeros((self.batch_size, self.segment), dtype=np.float32)
-        for row, (i, start) in enumerate(self.batch_index(step)):
-            piece = self.audio[i][start:start + self.segment]
-            out[row, :len(piece)] = piece
+        index = self.batch_index(step)
+        factors = np.ones(len(index))
+        if self.speed_factors:
+            rng = np.random.default_rng([self.seed, step, self.rank, 0x5EED])
+            factors = rng.choice(self.speed_factors, size=len(index))
+        out = np.empty((self.batch_size, self.segment), dtype=np.float32)
+        for row, ((i, start), f) in enumerate(zip(index, factors)):
+            out[row] = speed_segment(self.audio[i], int(start), self.segment, float(f))
         return out

@@ -97,7 +97,7 @@ class Trainer:
         self.step = 0
         seg = int(round(cfg.segment_seconds * cfg.stft.sample_rate))
         self.sampler = SegmentSampler(train.audio, seg, cfg.batch_size, cfg.seed, info.rank,
-                                      info.world)
+                                      info.world, cfg.speed_factors)
         self.val = val
         self.val_batches = self._val_batches(val, seg)
         self.amp = cfg.amp and device.type == "cuda"
