@@ -152,6 +152,16 @@ class ModelConfig:
 
 # Von Mises loss weights per bin (see train/objective.py)
 LOSS_WEIGHTS = ("none", "magnitude", "power")
+# Allowed speed-perturbation factors (see train/data.py)
+SPEED_FACTOR_RANGE = (0.5, 2.0)
+
+
+def check_speed_factor(factor: float) -> float:
+    """``factor`` as a float, or ValueError if it lies outside ``SPEED_FACTOR_RANGE``."""
+    lo, hi = SPEED_FACTOR_RANGE
+    if not lo <= factor <= hi:
+        raise ValueError(f"speed factor must be in [{lo:g}, {hi:g}], got {factor}")
+    return float(factor)
 
 
 @dataclass
@@ -196,10 +206,7 @@ class TrainConfig:
             raise ValueError(f"fpd_weight must be in (0, 1), got {self.fpd_weight}")
         if not 0 <= self.ls_loss <= 1:
             raise ValueError(f"ls_loss must be in [0, 1], got {self.ls_loss}")
-        self.speed_factors = tuple(float(f) for f in self.speed_factors)
-        for f in self.speed_factors:
-            if not 0.5 <= f <= 2.0:
-                raise ValueError(f"speed factors must be in [0.5, 2], got {f}")
+        self.speed_factors = tuple(check_speed_factor(f) for f in self.speed_factors)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
