@@ -13,6 +13,13 @@ Sets
          are joined into ~8 s files with 0.15 s gaps; the languages of val-unseen stay out.
          Off by default; the shipped online network saw it only in its last training stage
          (weights/README.md). Files of an earlier --klettres-train run are not removed.
+         With --extra-voices, also two more packages, training only (no file of theirs goes
+         to val/, so the validation sets stay what they were): fillets-ng-data-nl (the Dutch
+         cast of the same game, ~12 voices, Vorbis 22.05 kHz, duller above 6 kHz than the
+         Czech cast) and ktuberling-data (spoken words, one voice per language, 14 languages
+         kept, mostly 44.1 kHz; 8 kHz files skipped; sr@* folders are copies of sr; sl is
+         clipped at the source; de, nl and uk are left out because the val-unseen KLettres voices of those languages may be the
+         same KDE volunteers), joined like KLettres.
   val    a deterministic hash-chosen share (--val-frac) of the same sources; a file
          is in exactly one of train / val, whichever sets are built.
   val-unseen  klettres-data letters and syllables of four languages held out whole
@@ -28,7 +35,7 @@ the evaluation speaker and must stay out of training.
 
 Usage
   python scripts/fetch_speech.py --out data/ [--sets train,val,val-unseen,eval,eval2]
-                                 [--klettres-train]
+                                 [--klettres-train] [--extra-voices]
                                  [--workdir /tmp/ppsi-debs] [--jobs N]
 
 Idempotent: packages already downloaded / extracted and FLAC files already written
@@ -88,6 +95,13 @@ DEB_VOICES = {
         language="cs-CZ", speakers=12,
         licence="GPL-2", copyright="ALTAR interactive, Ivo & Pavel Danihelka et al.",
     ),
+    "fillets-nl": dict(
+        package="fillets-ng-data-nl", kind="audio", train_only=True,
+        root="usr/share/games/fillets-ng/sound", pattern="*/nl/*.ogg",
+        speaker="Fish Fillets NG Dutch cast: 2 main (file tag -m- / -v-) + minor roles",
+        language="nl", speakers=12,
+        licence="GPL-2", copyright="ALTAR interactive, Ivo & Pavel Danihelka et al.",
+    ),
     "allison-en": dict(
         package="asterisk-core-sounds-en-g722", kind="g722",
         root=f"{ASTERISK_ROOT}/en_US_f_Allison", pattern="**/*.g722",
@@ -101,19 +115,32 @@ DEB_VOICES = {
         speakers=None, licence="LGPL-2.1", copyright="2007-2019 David Rowe",
     ),
 }
-KLETTRES = dict(
-    package="klettres-data", root="usr/share/klettres", pattern="*/*/*.ogg",
-    speaker="KDE KLettres volunteers, one voice per language",
-    language="18 languages used (of 20; tn and ml skipped)", speakers=18, licence="GPL-2+", copyright="2001-2011 Anne-Marie Mahfouf et al. (KDE)",
-)
 KLETTRES_UNSEEN = ("de", "he", "nl", "uk")  # held out whole: the val-unseen set
 # tn decodes to peaks of 26-41x full scale (broken files); ml is clipped at the source
 # (Vorbis overshoot to 1.5x on 516 of 521 clips) and would be 40 % of the voices' minutes.
 KLETTRES_SKIP = ("tn", "ml")
+KLETTRES = dict(
+    package="klettres-data", root="usr/share/klettres", patterns=("*/*/*.ogg",),
+    skip=KLETTRES_SKIP, unseen=KLETTRES_UNSEEN, voice="klettres",
+    speaker="KDE KLettres volunteers, one voice per language",
+    language="18 languages used (of 20; tn and ml skipped)", speakers=18, licence="GPL-2+", copyright="2001-2011 Anne-Marie Mahfouf et al. (KDE)",
+)
+KTUBERLING = dict(
+    package="ktuberling-data", root="usr/share/ktuberling/sounds",
+    patterns=("*/*.ogg", "*/*.wav", "*/*.opus"),
+    # copies of sr; sl decodes to peaks of up to 2.2x full scale (clipped at the source);
+    # the val-unseen languages (their KDE voices may be the KLettres ones)
+    skip=("sr@ijekavian", "sr@ijekavianlatin", "sr@latin", "sl") + KLETTRES_UNSEEN,
+    unseen=(), voice="ktuberling",
+    speaker="KDE KTuberling volunteers, one voice per language",
+    language="14 languages used (of 26: 8 kHz files, sr@* copies, sl and de/nl/uk skipped)",
+    speakers=14, licence="GPL-2+", copyright="1999-2017 KDE Team, Eric Bischoff et al.",
+)
 KLETTRES_RATES = (16000, 22050, 44100, 48000)  # da/syllab claims 128 kHz: skipped
 KLETTRES_CHUNK_S = 8.0
 KLETTRES_GAP_S = 0.15
 TRAIN_VOICES = ("asterisk-fr", "asterisk-it", "asterisk-ru", "fillets-cs")
+EXTRA_VOICES = ("fillets-nl",)  # with --extra-voices, train only
 EVAL_VOICES = ("allison-en",)
 FORBIDDEN_PACKAGES = {"asterisk-core-sounds-es-g722"}  # evaluation speaker, never fetch
 
@@ -324,13 +351,18 @@ def plan_deb_voice(voice: str, root: Path, out: Path, sets: set[str], val_frac: 
         rel = s.relative_to(base).as_posix()
         if rel.split("/")[0] == "silence" or "/silence/" in rel:
             continue
-        if voice == "fillets-cs":  # <level>/cs/<name>.ogg -> <level>/<name>
+        if voice.startswith("fillets-"):  # <level>/<lang>/<name>.ogg -> <level>/<name>
             parts = rel.split("/")
             rel = f"{parts[0]}/{parts[-1]}"
         rel_flac = str(Path(rel).with_suffix(".flac"))
         if voice in EVAL_VOICES:
             if "eval" in sets:
                 jobs.append((spec["kind"], str(s), str(out / "eval" / voice / rel_flac), MIN_EVAL_S, ()))
+            continue
+        if spec.get("train_only"):
+            if "train" in sets:
+                jobs.append((spec["kind"], str(s), str(out / "train" / voice / rel_flac),
+                             MIN_TRAIN_S, ()))
             continue
         split = "val" if in_val(voice, rel, val_frac) else "train"
         other = "train" if split == "val" else "val"
@@ -341,25 +373,33 @@ def plan_deb_voice(voice: str, root: Path, out: Path, sets: set[str], val_frac: 
 
 
 def plan_klettres(root: Path, out: Path, sets: set[str]) -> list:
-    """Group each language's clips (sorted, per sub-folder) into ~8 s joined files."""
+    return plan_joined(KLETTRES, root, out, sets)
+
+
+def plan_joined(spec: dict, root: Path, out: Path, sets: set[str]) -> list:
+    """Group each language's clips (sorted, per sub-folder) into ~8 s joined files.
+
+    ``spec``: KLETTRES or KTUBERLING. Languages in ``spec["skip"]`` are dropped, those in
+    ``spec["unseen"]`` go to val-unseen (voice ``<voice>-unseen``), the rest to train."""
     import soundfile as sf
 
-    base = root / KLETTRES["root"]
+    base = root / spec["root"]
     by_folder: dict[str, list[tuple[Path, float]]] = {}
-    for s in sorted(base.glob(KLETTRES["pattern"])):
+    srcs = sorted(p for pat in spec["patterns"] for p in base.glob(pat))
+    for s in srcs:
         info = sf.info(str(s))
         if info.samplerate in KLETTRES_RATES:
             by_folder.setdefault(s.parent.relative_to(base).as_posix(), []).append(
                 (s, info.duration))
     if not by_folder:
-        sys.exit(f"no files for klettres under {base}")
+        sys.exit(f"no files for {spec['voice']} under {base}")
     jobs = []
     for folder, clips in by_folder.items():
         lang = folder.split("/")[0]
-        if lang in KLETTRES_SKIP:
+        if lang in spec["skip"]:
             continue
-        split, voice = (("val-unseen", "klettres-unseen") if lang in KLETTRES_UNSEEN
-                        else ("train", "klettres"))
+        split, voice = (("val-unseen", spec["voice"] + "-unseen") if lang in spec["unseen"]
+                        else ("train", spec["voice"]))
         if split not in sets:
             continue
         groups, cur, total = [], [], 0.0
@@ -404,6 +444,8 @@ def main() -> None:
     ap.add_argument("--jobs", default=os.cpu_count() or 1, type=int, help="parallel decoders")
     ap.add_argument("--klettres-train", action="store_true",
                     help="add the KLettres voices outside val-unseen to train/")
+    ap.add_argument("--extra-voices", action="store_true",
+                    help="add fillets-ng-data-nl and ktuberling-data voices to train/")
     args = ap.parse_args()
 
     sets = {s.strip() for s in args.sets.split(",") if s.strip()}
@@ -427,12 +469,14 @@ def main() -> None:
     klettres_sets = sets & ({"train", "val-unseen"} if args.klettres_train else {"val-unseen"})
     if klettres_sets:
         root, ver = fetch_deb(KLETTRES["package"], work)
-        src = dict(registry="debian", package=KLETTRES["package"], version=ver, kind="deb",
-                   path=f"/{KLETTRES['root']}/{KLETTRES['pattern']}",
-                   **{k: KLETTRES[k] for k in ("speaker", "language", "speakers", "licence",
-                                               "copyright")})
+        src = _words_source(KLETTRES, ver)
         sources["klettres"] = sources["klettres-unseen"] = src
         jobs += plan_klettres(root, out, klettres_sets)
+    if args.extra_voices and "train" in sets:
+        voices += list(EXTRA_VOICES)
+        root, ver = fetch_deb(KTUBERLING["package"], work)
+        sources["ktuberling"] = _words_source(KTUBERLING, ver)
+        jobs += plan_joined(KTUBERLING, root, out, {"train"})
     for v in voices:
         spec = DEB_VOICES[v]
         root, ver = fetch_deb(spec["package"], work)
@@ -531,6 +575,13 @@ def main() -> None:
     log(f"done in {time.time() - t0:.1f} s")
     if errors:
         sys.exit(1)
+
+
+def _words_source(spec: dict, version: str) -> dict:
+    return dict(registry="debian", package=spec["package"], version=version, kind="deb",
+                path=",".join(f"/{spec['root']}/{p}" for p in spec["patterns"]),
+                **{k: spec[k] for k in ("speaker", "language", "speakers", "licence",
+                                        "copyright")})
 
 
 def _deb_source(voice: str, version: str) -> dict:

@@ -62,3 +62,36 @@ def test_klettres_held_out_languages_never_reach_training(fs, tmp_path):
     # only the requested set is planned
     only_train = fs.plan_klettres(tmp_path, out, {"train"})
     assert {Path(j[2]).relative_to(out).parts[0] for j in only_train} == {"train"}
+
+
+def test_ktuberling_keeps_unseen_languages_and_copies_out(fs, tmp_path):
+    base = tmp_path / fs.KTUBERLING["root"]
+    for lang, rate in (("fr", 44100), ("nn", 48000), ("nl", 44100), ("sr", 22050),
+                       ("sr@latin", 22050), ("it", 8000)):
+        d = base / lang
+        d.mkdir(parents=True)
+        for i in range(3):
+            sf.write(str(d / f"w{i}.wav"), tone(1.5, rate), rate)
+    out = tmp_path / "data"
+    jobs = fs.plan_joined(fs.KTUBERLING, tmp_path, out, {"train", "val-unseen"})
+    dests = {Path(j[2]).relative_to(out).parts[:3] for j in jobs}
+    # nl is a val-unseen language (dropped, not moved there); sr@latin copies sr; 8 kHz skipped
+    assert dests == {("train", "ktuberling", "fr"), ("train", "ktuberling", "nn"),
+                     ("train", "ktuberling", "sr")}
+    assert all(len(j[1]) == 3 for j in jobs)
+
+
+def test_extra_fillets_voice_is_training_only(fs, tmp_path):
+    base = tmp_path / fs.DEB_VOICES["fillets-nl"]["root"]
+    for level in ("city", "cave", "barrel", "share/border"):
+        d = base / level / "nl"
+        d.mkdir(parents=True)
+        for i in range(10):
+            (d / f"x-m-{i}.ogg").write_bytes(b"")
+    out = tmp_path / "data"
+    jobs = fs.plan_deb_voice("fillets-nl", tmp_path, out, {"train", "val"}, val_frac=0.5)
+    parts = [Path(j[2]).relative_to(out).parts for j in jobs]
+    assert len(jobs) == 30  # share/border is not <level>/nl/: the pattern is the Czech one
+    assert {p[:2] for p in parts} == {("train", "fillets-nl")}
+    assert {p[2] for p in parts} == {"city", "cave", "barrel"} and all(len(p) == 4 for p in parts)
+    assert fs.plan_deb_voice("fillets-nl", tmp_path, out, {"val"}, val_frac=0.5) == []
