@@ -168,6 +168,47 @@ def evaluate(root: Path, options: EvalOptions,
             "summary": summarize(rows, options.methods), "rows": rows}
 
 
+def parse_pairs(text: str, methods) -> list[tuple[str, str]]:
+    """``"a:b,c:d"`` -> [(a, b), (c, d)], each method one of ``methods``."""
+    pairs = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        a, sep, b = item.partition(":")
+        if not sep or not a or not b or a == b:
+            raise ValueError(f"comparison {item!r}: write two different methods as A:B")
+        missing = [m for m in (a, b) if m not in methods]
+        if missing:
+            raise ValueError(f"comparison {item!r}: {missing} not among the evaluated methods "
+                             f"{list(methods)}")
+        pairs.append((a, b))
+    return pairs
+
+
+def paired(rows: list[dict[str, Any]], a: str, b: str, key: str = "pesq") -> dict[str, float]:
+    """Per-file differences ``a - b`` of one score over the files where both are finite.
+
+    mean, standard error, 95 % confidence interval and two-sided p-value of the paired
+    t-test, and the share of files where ``a`` scores higher (ties count half)."""
+    from scipy import stats
+
+    d = np.array([r["methods"][a][key] - r["methods"][b][key] for r in rows], dtype=float)
+    d = d[np.isfinite(d)]
+    n = int(d.size)
+    out = {"n": n, "mean": float(d.mean()) if n else math.nan, "sem": math.nan,
+           "ci95": [math.nan, math.nan], "p": math.nan,
+           "share_higher": float(((d > 0).sum() + 0.5 * (d == 0).sum()) / n) if n else math.nan}
+    if n > 1:
+        sem = float(d.std(ddof=1) / math.sqrt(n))
+        half = float(stats.t.ppf(0.975, n - 1)) * sem
+        out.update(sem=sem, ci95=[out["mean"] - half, out["mean"] + half])
+        if sem > 0:
+            out["p"] = float(2 * stats.t.sf(abs(out["mean"]) / sem, n - 1))
+        else:
+            out["p"] = 1.0 if out["mean"] == 0 else 0.0
+    return out
+
+
 def summarize(rows: list[dict[str, Any]], methods) -> dict[str, dict[str, Any]]:
     out = {}
     total = sum(r["seconds"] for r in rows)

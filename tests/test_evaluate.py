@@ -16,6 +16,7 @@ from ppsi_cli.baselines import griffin_lim_stft
 from ppsi_cli.cli import app
 from ppsi_cli.config import ModelConfig, SolverConfig, StftConfig
 from ppsi_cli.dsp import istft, stft
+from ppsi_cli.evaluate import paired, parse_pairs
 from ppsi_cli.model import PhaseDiffNet
 from ppsi_cli.weights import save_weights
 
@@ -26,6 +27,7 @@ def eval_dir(tmp_path, repo_root):
     d = tmp_path / "eval" / "spk"
     d.mkdir(parents=True)
     sf.write(d / "a.flac", x[: 2 * sr], sr)
+    sf.write(d / "b.flac", x[len(x) - 2 * sr:], sr)
     return tmp_path / "eval", x[: 2 * sr]
 
 
@@ -36,10 +38,16 @@ def test_eval_table_matches_direct_metrics(eval_dir, tmp_path):
                            SolverConfig())
     out = tmp_path / "e.json"
     r = CliRunner().invoke(app, ["eval", str(root), "--methods", "oracle,gl32,ppsi",
-                                 "--weights-online", str(weights), "--json", str(out)])
+                                 "--weights-online", str(weights), "--json", str(out),
+                                 "--compare", "oracle:gl32,ppsi:gl32"])
     assert r.exit_code == 0, r.output
+    assert "oracle − gl32" in r.output and "ppsi − gl32" in r.output
     res = json.loads(out.read_text())
-    assert res["files"] == 1 and res["audio_seconds"] == pytest.approx(2.0)
+    assert res["files"] == 2 and res["audio_seconds"] == pytest.approx(4.0)
+    rows = res["rows"]
+    d = [row["methods"]["oracle"]["pesq"] - row["methods"]["gl32"]["pesq"] for row in rows]
+    assert res["paired"]["oracle:gl32"]["pesq"]["mean"] == pytest.approx(np.mean(d), abs=1e-9)
+    assert res["paired"]["oracle:gl32"]["pesq"]["n"] == 2
     summ = res["summary"]
     assert set(summ) == {"oracle", "gl32", "ppsi"}
     # oracle: the ceiling of the least squares
@@ -50,11 +58,11 @@ def test_eval_table_matches_direct_metrics(eval_dir, tmp_path):
     rec = griffin_lim_stft(spec.abs(), cfg, n_iter=32, generator=torch.Generator().manual_seed(0))
     y = istft(rec, cfg, None).double().numpy()[: len(x)]
     ref = x.astype(np.float64)
-    assert summ["gl32"]["pesq"]["mean"] == pytest.approx(pesq(16000, ref, y, "wb"), abs=1e-6)
-    assert summ["gl32"]["estoi"]["mean"] == pytest.approx(stoi(ref, y, 16000, extended=True),
-                                                          abs=1e-6)
+    row = next(r for r in rows if r["file"].endswith("a.flac"))["methods"]["gl32"]
+    assert row["pesq"] == pytest.approx(pesq(16000, ref, y, "wb"), abs=1e-6)
+    assert row["estoi"] == pytest.approx(stoi(ref, y, 16000, extended=True), abs=1e-6)
     for m in summ.values():
-        assert m["seconds_per_audio_second"] > 0 and m["pesq"]["n"] == 1
+        assert m["seconds_per_audio_second"] > 0 and m["pesq"]["n"] == 2
 
 
 def test_eval_bad_input(tmp_path):
@@ -62,3 +70,39 @@ def test_eval_bad_input(tmp_path):
     assert r.exit_code == 1 and "not found" in r.output
     r = CliRunner().invoke(app, ["eval", str(tmp_path), "--methods", "nope"])
     assert r.exit_code == 1 and "unknown method" in r.output
+    r = CliRunner().invoke(app, ["eval", str(tmp_path), "--methods", "gl32,pghi",
+                                 "--compare", "ppsi:gl32"])
+    assert r.exit_code == 1 and "'ppsi'" in r.output and "not among" in r.output
+
+
+def _rows(a, b):
+    return [{"methods": {"x": {"pesq": u}, "y": {"pesq": v}}} for u, v in zip(a, b)]
+
+
+def test_paired_difference_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(4.0, 0.2, 40)
+    b = a - 0.03 + rng.normal(0, 0.05, 40)
+    got = paired(_rows(a, b), "x", "y")
+    ref = stats.ttest_rel(a, b)
+    ci = ref.confidence_interval(0.95)
+    assert got["n"] == 40 and got["mean"] == pytest.approx(np.mean(a - b), abs=1e-12)
+    assert got["sem"] == pytest.approx(stats.sem(a - b), rel=1e-9)
+    assert got["p"] == pytest.approx(ref.pvalue, rel=1e-6)
+    assert got["ci95"] == pytest.approx([ci.low, ci.high], rel=1e-6)
+    assert got["share_higher"] == pytest.approx(np.mean(a > b))
+    # a file one method failed to score (NaN) leaves the comparison; ties count half
+    a2, b2 = np.r_[a, np.nan, 3.0], np.r_[b, 4.0, 3.0]
+    got2 = paired(_rows(a2, b2), "x", "y")
+    assert got2["n"] == 41 and got2["share_higher"] == pytest.approx(
+        (np.sum(a > b) + 0.5) / 41)
+
+
+def test_parse_pairs_names_the_problem():
+    assert parse_pairs("ppsi:gl32, ppsi-strided:ppsi", ("ppsi", "ppsi-strided", "gl32")) == [
+        ("ppsi", "gl32"), ("ppsi-strided", "ppsi")]
+    for bad in ("ppsi", "ppsi:ppsi", ":gl32"):
+        with pytest.raises(ValueError, match="A:B"):
+            parse_pairs(bad, ("ppsi", "gl32"))

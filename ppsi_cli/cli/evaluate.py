@@ -25,14 +25,18 @@ def eval_cmd(
     limit: Optional[int] = typer.Option(None, min=1, help="Evenly spaced subset of N files."),
     jobs: int = typer.Option(1, min=1, help="Worker processes (one thread each)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results here."),
+    compare: str = typer.Option("", help="Paired per-file differences A - B to report, e.g. "
+                                         "ppsi:gl32,ppsi-strided:ppsi (mean ± standard error, "
+                                         "95 % CI, paired t-test p, share of files A is higher)."),
 ) -> None:
     """Mean ± std of WB-PESQ, ESTOI, LSC and seconds per audio second (one thread) per method."""
-    from ..evaluate import EvalOptions, eval_files, evaluate
+    from ..evaluate import EvalOptions, eval_files, evaluate, paired, parse_pairs
 
     try:
         options = EvalOptions(tuple(m.strip() for m in methods.split(",") if m.strip()),
                               str(weights_online) if weights_online else None,
                               str(weights_strided) if weights_strided else None, limit, jobs)
+        pairs = parse_pairs(compare, options.methods)
         n = len(eval_files(data, limit))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
@@ -54,6 +58,20 @@ def eval_cmd(
                  f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" for k in ("pesq", "estoi", "lsc")]
         table.add_row(m, *cells, f"{s['seconds_per_audio_second']:.4f}")
     out.print(table)
+    if pairs:
+        result["paired"] = {f"{a}:{b}": {k: paired(result["rows"], a, b, k) for k in
+                                         ("pesq", "estoi")} for a, b in pairs}
+        ptable = Table(title="paired per file, A − B")
+        for col in ("A − B", "WB-PESQ ± s.e.", "95 % CI", "p", "A higher", "ESTOI ± s.e."):
+            ptable.add_column(col, justify="left" if col == "A − B" else "right",
+                              no_wrap=col == "A − B")
+        for (a, b), entry in zip(pairs, result["paired"].values()):
+            q, e = entry["pesq"], entry["estoi"]
+            ptable.add_row(f"{a} − {b}", f"{q['mean']:+.3f} ± {q['sem']:.3f}",
+                           f"[{q['ci95'][0]:+.3f}, {q['ci95'][1]:+.3f}]", f"{q['p']:.2g}",
+                           f"{100 * q['share_higher']:.0f} % of {q['n']}",
+                           f"{e['mean']:+.4f} ± {e['sem']:.4f}")
+        out.print(ptable)
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result, indent=2) + "\n")
