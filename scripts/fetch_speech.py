@@ -18,8 +18,8 @@ Sets
          cast of the same game, ~12 voices, Vorbis 22.05 kHz, duller above 6 kHz than the
          Czech cast) and ktuberling-data (spoken words, one voice per language, 14 languages
          kept, mostly 44.1 kHz; 8 kHz files skipped; sr@* folders are copies of sr; sl is
-         clipped at the source; de, nl and uk are left out because the val-unseen KLettres voices of those languages may be the
-         same KDE volunteers), joined like KLettres.
+         clipped at the source; de, nl and uk are left out because the val-unseen KLettres
+         voices of those languages may be the same KDE volunteers), joined like KLettres.
   val    a deterministic hash-chosen share (--val-frac) of the same sources; a file
          is in exactly one of train / val, whichever sets are built.
   val-unseen  klettres-data letters and syllables of four languages held out whole
@@ -123,7 +123,8 @@ KLETTRES = dict(
     package="klettres-data", root="usr/share/klettres", patterns=("*/*/*.ogg",),
     skip=KLETTRES_SKIP, unseen=KLETTRES_UNSEEN, voice="klettres",
     speaker="KDE KLettres volunteers, one voice per language",
-    language="18 languages used (of 20; tn and ml skipped)", speakers=18, licence="GPL-2+", copyright="2001-2011 Anne-Marie Mahfouf et al. (KDE)",
+    language="18 languages used (of 20; tn and ml skipped)", speakers=18, licence="GPL-2+",
+    copyright="2001-2011 Anne-Marie Mahfouf et al. (KDE)",
 )
 KTUBERLING = dict(
     package="ktuberling-data", root="usr/share/ktuberling/sounds",
@@ -136,9 +137,10 @@ KTUBERLING = dict(
     language="14 languages used (of 26: 8 kHz files, sr@* copies, sl and de/nl/uk skipped)",
     speakers=14, licence="GPL-2+", copyright="1999-2017 KDE Team, Eric Bischoff et al.",
 )
-KLETTRES_RATES = (16000, 22050, 44100, 48000)  # da/syllab claims 128 kHz: skipped
-KLETTRES_CHUNK_S = 8.0
-KLETTRES_GAP_S = 0.15
+# joined word lists (KLettres, KTuberling)
+JOIN_RATES = (16000, 22050, 44100, 48000)  # KLettres da/syllab claims 128 kHz: skipped
+JOIN_CHUNK_S = 8.0
+JOIN_GAP_S = 0.15
 TRAIN_VOICES = ("asterisk-fr", "asterisk-it", "asterisk-ru", "fillets-cs")
 EXTRA_VOICES = ("fillets-nl",)  # with --extra-voices, train only
 EVAL_VOICES = ("allison-en",)
@@ -294,7 +296,7 @@ def trim_silence(x: np.ndarray, rel_db: float = -45.0, margin_s: float = 0.05) -
 
 
 def join_clips(clips: list[np.ndarray]) -> np.ndarray:
-    gap = np.zeros(int(KLETTRES_GAP_S * SR), np.float32)
+    gap = np.zeros(int(JOIN_GAP_S * SR), np.float32)
     parts = []
     for c in clips:
         if len(c):
@@ -372,10 +374,6 @@ def plan_deb_voice(voice: str, root: Path, out: Path, sets: set[str], val_frac: 
     return jobs
 
 
-def plan_klettres(root: Path, out: Path, sets: set[str]) -> list:
-    return plan_joined(KLETTRES, root, out, sets)
-
-
 def plan_joined(spec: dict, root: Path, out: Path, sets: set[str]) -> list:
     """Group each language's clips (sorted, per sub-folder) into ~8 s joined files.
 
@@ -385,10 +383,9 @@ def plan_joined(spec: dict, root: Path, out: Path, sets: set[str]) -> list:
 
     base = root / spec["root"]
     by_folder: dict[str, list[tuple[Path, float]]] = {}
-    srcs = sorted(p for pat in spec["patterns"] for p in base.glob(pat))
-    for s in srcs:
+    for s in sorted(p for pat in spec["patterns"] for p in base.glob(pat)):
         info = sf.info(str(s))
-        if info.samplerate in KLETTRES_RATES:
+        if info.samplerate in JOIN_RATES:
             by_folder.setdefault(s.parent.relative_to(base).as_posix(), []).append(
                 (s, info.duration))
     if not by_folder:
@@ -406,7 +403,7 @@ def plan_joined(spec: dict, root: Path, out: Path, sets: set[str]) -> list:
         for s, dur in clips:
             cur.append(str(s))
             total += dur
-            if total >= KLETTRES_CHUNK_S:
+            if total >= JOIN_CHUNK_S:
                 groups.append(cur)
                 cur, total = [], 0.0
         if cur:
@@ -471,7 +468,7 @@ def main() -> None:
         root, ver = fetch_deb(KLETTRES["package"], work)
         src = _words_source(KLETTRES, ver)
         sources["klettres"] = sources["klettres-unseen"] = src
-        jobs += plan_klettres(root, out, klettres_sets)
+        jobs += plan_joined(KLETTRES, root, out, klettres_sets)
     if args.extra_voices and "train" in sets:
         voices += list(EXTRA_VOICES)
         root, ver = fetch_deb(KTUBERLING["package"], work)

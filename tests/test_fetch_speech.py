@@ -36,7 +36,7 @@ def test_trim_silence_keeps_the_sound_and_margins(fs):
 def test_join_clips_puts_gaps_between_clips_only(fs):
     a, b = tone(0.2), tone(0.3)
     y = fs.join_clips([a, np.zeros(0, np.float32), b])
-    gap = int(fs.KLETTRES_GAP_S * fs.SR)
+    gap = int(fs.JOIN_GAP_S * fs.SR)
     assert len(y) == len(a) + gap + len(b)
     np.testing.assert_array_equal(y[len(a): len(a) + gap], 0)
     np.testing.assert_array_equal(y[-len(b):], b)
@@ -52,7 +52,7 @@ def test_klettres_held_out_languages_never_reach_training(fs, tmp_path):
                 sf.write(str(d / f"{i}.ogg"), tone(1.5, 44100), 44100, format="OGG",
                          subtype="VORBIS")
     out = tmp_path / "data"
-    jobs = fs.plan_klettres(tmp_path, out, {"train", "val-unseen"})
+    jobs = fs.plan_joined(fs.KLETTRES, tmp_path, out, {"train", "val-unseen"})
     dests = [Path(j[2]).relative_to(out).parts for j in jobs]
     assert all(j[0] == "concat" for j in jobs)
     assert {(p[0], p[1], p[2]) for p in dests} == {
@@ -60,7 +60,7 @@ def test_klettres_held_out_languages_never_reach_training(fs, tmp_path):
     assert len(jobs) == 8  # 2 languages x 2 folders x 2 groups; tn is skipped
     assert sorted(len(j[1]) for j in jobs) == [1, 1, 1, 1, 6, 6, 6, 6]
     # only the requested set is planned
-    only_train = fs.plan_klettres(tmp_path, out, {"train"})
+    only_train = fs.plan_joined(fs.KLETTRES, tmp_path, out, {"train"})
     assert {Path(j[2]).relative_to(out).parts[0] for j in only_train} == {"train"}
 
 
