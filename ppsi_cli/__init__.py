@@ -2,8 +2,12 @@
 
 __version__ = "0.1.0"
 
-from .api import StreamingInverter, invert, load_model  # noqa: E402
+from .api import invert  # noqa: E402
 from .config import ModelConfig, SolverConfig, StftConfig, TrainConfig  # noqa: E402
+from .inverter import Inverter, Stream  # noqa: E402
+from .methods import METHODS, Method, parse_method  # noqa: E402
+from .weights import SHIPPED, load_model  # noqa: E402
 
-__all__ = ["ModelConfig", "SolverConfig", "StftConfig", "StreamingInverter", "TrainConfig",
-           "__version__", "invert", "load_model"]
+__all__ = ["Inverter", "METHODS", "Method", "ModelConfig", "SHIPPED", "SolverConfig",
+           "StftConfig", "Stream", "TrainConfig", "__version__", "invert", "load_model",
+           "parse_method"]

@@ -18,16 +18,13 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from .api import oracle_spectrogram
 from .config import StftConfig
-from .dsp.stft import istft, stft
-from .integrate import check_magnitude, integrate
+from .dsp.stft import stft
+from .inverter import Inverter
 from .io import AUDIO_EXTS, read_audio, write_wav_atomic
-from .model import PhaseDiffNet, predict
+from .methods import Method, parse_method
 from .spec_io import SPEC_EXTS, SpecError, check_against, read_spectrogram
-from .weights import LoadedModel, load_weights, shipped_weights
 
-METHODS = ("ppsi", "ppsi-strided", "oracle", "rtisi-la", "rtisi", "griffin-lim", "pghi", "rtpghi")
 INPUT_EXTS = SPEC_EXTS + AUDIO_EXTS
 
 
@@ -37,29 +34,32 @@ class InputError(ValueError):
 
 @dataclass
 class InvertOptions:
+    """What ``ppsi invert`` was asked for. ``iters``, ``momentum`` and ``refine`` (None: not
+    given) override the options of ``method``; :attr:`spec` is the parsed method."""
+
     method: str = "ppsi"
     weights: str | None = None
     device: str = "cpu"
-    iters: int = 32
-    momentum: float = 0.99
-    refine: int = 0
+    iters: int | None = None
+    momentum: float | None = None
+    refine: int | None = None
     subtype: str = "PCM_16"
     force: bool = False
     skip_existing: bool = False
     batch_size: int = 1
     shard: tuple[int, int] = (0, 1)
-    seed: int = 0
+    spec: Method = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        self.spec = parse_method(self.method, iters=self.iters, momentum=self.momentum,
+                                 refine=self.refine)
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
             raise ValueError(f"shard {i}/{n} is not valid: need 0 <= I < N")
         if self.force and self.skip_existing:
             raise ValueError("--force and --skip-existing exclude each other")
-        if self.refine < 0 or self.iters < 1 or self.batch_size < 1:
-            raise ValueError("refine must be >= 0, iters and batch size >= 1")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.subtype not in ("PCM_16", "PCM_24", "FLOAT"):
             raise ValueError(f"subtype must be PCM_16, PCM_24 or FLOAT, got {self.subtype!r}")
 
@@ -138,31 +138,13 @@ def conflicts(pairs: list[tuple[Path, Path]]) -> dict[Path, str]:
     return bad
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
-
-
-def load_for(options: InvertOptions, device: torch.device) -> LoadedModel | None:
-    """The model a method needs (ppsi methods), else None (the default STFT is used)."""
-    if options.method not in ("ppsi", "ppsi-strided"):
-        return load_weights(options.weights, device) if options.weights else None
-    variant = "strided" if options.method == "ppsi-strided" else "online"
-    return load_weights(options.weights or shipped_weights(variant), device)
-
-
 @dataclass
 class Item:
-    """One loaded input: magnitudes (K, T) float32, or audio too for copy synthesis."""
+    """One loaded input: magnitudes (K, T) float32, or the complex STFT of audio (copy
+    synthesis, inverted to the audio's length)."""
 
-    mag: torch.Tensor
+    x: torch.Tensor
     length: int | None
-    spec: torch.Tensor | None = None  # complex STFT, audio inputs only
     notices: list[str] = field(default_factory=list)
 
 
@@ -196,130 +178,22 @@ def load_input(path: Path, cfg: StftConfig) -> Item:
         x = resample_poly(x, cfg.sample_rate // g, sr // g).astype(np.float32)
         notices.append(f"resampled {sr} Hz -> {cfg.sample_rate} Hz")
     audio = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    spec = stft(audio, cfg)
-    return Item(spec.abs(), len(x), spec, notices)
-
-
-def invert_items(items: list[Item], model: LoadedModel | None, cfg: StftConfig,
-                 options: InvertOptions, device: torch.device) -> list[np.ndarray]:
-    """Waveforms for a group of loaded inputs (batched on the device for ppsi and oracle)."""
-    method = options.method
-    if method in ("ppsi", "ppsi-strided", "oracle"):
-        t_max = max(it.mag.shape[-1] for it in items)
-        # frames after an item's end change none of its samples; padding with the look-ahead
-        # floor predict() uses makes a batch give exactly what one by one gives
-        mags = torch.stack([pad_frames(it.mag, t_max) for it in items]).to(device)
-        # one item: unbatched systems, which take the solver's fast path on CPU (2-3x faster)
-        single = len(items) == 1
-        if method == "oracle":
-            if any(it.spec is None for it in items):
-                raise InputError("method oracle needs audio input (it uses the true phase)")
-            specs = torch.stack([torch.nn.functional.pad(it.spec, (0, t_max - it.spec.shape[-1]))
-                                 for it in items]).to(device)
-            rec = oracle_spectrogram(_unbatch(specs, single), cfg, model.solver if model else None)
-        else:
-            check_magnitude(mags, cfg)
-            rows = CHUNK_ROWS_CUDA if mags.device.type == "cuda" else CHUNK_ROWS_CPU
-            b, f = predict_chunked(model.net, mags, rows)
-            rec = integrate(*(_unbatch(x.to(mags.dtype), single) for x in (mags, b, f)), cfg,
-                            model.solver)
-        rec = rec.reshape(len(items), *rec.shape[-2:])
-        if options.refine:
-            from .baselines.griffin_lim import griffin_lim_stft
-
-            rec = griffin_lim_stft(mags, cfg, n_iter=options.refine, momentum=options.momentum,
-                                   init_phase=torch.angle(rec))
-        waves = istft(rec, cfg, None)
-        out = []
-        for i, it in enumerate(items):
-            n = it.length if it.length is not None else istft_len(it.mag.shape[-1], cfg)
-            w = waves[i, :n]
-            if w.shape[-1] < n:
-                w = torch.nn.functional.pad(w, (0, n - w.shape[-1]))
-            out.append(w.float().cpu().numpy())
-        return out
-    from .baselines import BASELINES
-
-    fn = BASELINES[method]
-    kwargs: dict[str, Any] = {}
-    if method == "griffin-lim":  # the random initial phase is seeded per file
-        kwargs = {"n_iter": options.iters, "momentum": options.momentum,
-                  "generator": torch.Generator(device).manual_seed(options.seed)}
-    out = []
-    for it in items:
-        w = fn(it.mag.to(device), cfg, length=it.length, **kwargs)
-        out.append(w.float().cpu().numpy())
-    return out
-
-
-#: Frames x items per CNN call: bounds memory on long files (10 min = 37,500 frames would
-#: need ~7 GB at once on CPU); the result is the same as one call.
-CHUNK_ROWS_CPU = 8192
-CHUNK_ROWS_CUDA = 65536
-
-
-def predict_chunked(net: PhaseDiffNet, mag: torch.Tensor, max_rows: int = CHUNK_ROWS_CPU
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ppsi_cli.model.predict` over time chunks of about ``max_rows / batch`` frames.
-
-    Chunks overlap by the CNN's context (rounded up to even, so strided passes keep their
-    parity), which makes the result equal to one call on the whole input (to float rounding).
-    """
-    lead, (n_f, n_t) = mag.shape[:-2], mag.shape[-2:]
-    mag = mag.reshape(-1, n_f, n_t)
-    overlap = net.cfg.context + net.cfg.context % 2
-    chunk = max(2 * overlap, max_rows // mag.shape[0] // 2 * 2)
-    if n_t <= chunk:
-        b, f = predict(net, mag)
-    else:
-        parts = []
-        for s in range(0, n_t, chunk):
-            lo = max(0, s - overlap)
-            b, f = predict(net, mag[..., lo:s + chunk])
-            parts.append((b[..., s - lo:], f[..., s - lo:]))
-        b, f = (torch.cat(p, dim=-1) for p in zip(*parts))
-    return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)
-
-
-def _unbatch(x: torch.Tensor, single: bool) -> torch.Tensor:
-    return x[0] if single else x
-
-
-def pad_frames(mag: torch.Tensor, frames: int) -> torch.Tensor:
-    """Magnitudes (K, T) padded to ``frames`` with constant frames at the floor of the last one
-    (the silent look-ahead :func:`~ppsi_cli.model.predict` gives a strided model)."""
-    extra = frames - mag.shape[-1]
-    if extra <= 0:
-        return mag
-    last = mag[..., -1]
-    floor = torch.maximum(last.amin(), last.amax().clamp_min(1e-20) * 1e-5)
-    return torch.cat([mag, floor.expand(*mag.shape[:-1], extra)], dim=-1)
-
-
-def istft_len(frames: int, cfg: StftConfig) -> int:
-    return max(0, (frames + 1) * cfg.hop_length - cfg.win_length)
+    return Item(stft(audio, cfg), len(x), notices)
 
 
 def run_batch(src: Path, out_dir: Path, options: InvertOptions,
               on_event: Callable[[dict[str, Any]], None] | None = None) -> Summary:
     """Invert every input under ``src`` into ``out_dir``; never raises for a single bad file."""
     emit = on_event or (lambda e: None)
-    device = resolve_device(options.device)
-    model = load_for(options, device)
-    cfg = model.stft if model else StftConfig()
-    if options.method in ("ppsi", "ppsi-strided") and model.net.cfg.strided != (
-            options.method == "ppsi-strided"):
-        kind = "strided" if model.net.cfg.strided else "online"
-        raise ValueError(f"--method {options.method} but the weights hold a {kind} model")
-    torch.manual_seed(options.seed)
+    inverter = Inverter(options.spec, weights=options.weights, device=options.device)
     src, out_dir = Path(src), Path(out_dir)
     everything = plan(src, out_dir)
     refused = conflicts(everything)
     i, n = options.shard
     pairs = everything[i::n]
     summary = Summary()
-    emit({"event": "start", "files": len(pairs), "method": options.method,
-          "device": str(device)})
+    emit({"event": "start", "files": len(pairs), "method": options.spec.label,
+          "device": str(inverter.device)})
     start = time.perf_counter()
     todo: list[tuple[Path, Path]] = []
     for inp, outp in pairs:
@@ -337,7 +211,7 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
         emit({"event": "file", **asdict(r)})
     # group inputs so that one batch of similar lengths is inverted together
     for group in _groups(todo, options.batch_size):
-        _run_group(group, model, cfg, options, device, summary, emit)
+        _run_group(group, inverter, options, summary, emit)
     summary.wall_seconds = time.perf_counter() - start
     emit({"event": "done", **{k: v for k, v in summary.to_dict().items() if k != "files"}})
     return summary
@@ -353,13 +227,15 @@ def _groups(todo: list[tuple[Path, Path]], size: int):
         yield by_size[i:i + size]
 
 
-def _run_group(group, model, cfg, options, device, summary: Summary, emit) -> None:
+def _run_group(group, inverter: Inverter, options: InvertOptions, summary: Summary,
+               emit) -> None:
     t0 = time.perf_counter()
+    cfg = inverter.stft
     loaded: list[tuple[Path, Path, Item]] = []
     for inp, outp in group:
         try:
             item = load_input(inp, cfg)
-            if options.method == "oracle" and item.spec is None:
+            if options.spec.name == "oracle" and not item.x.is_complex():
                 raise InputError("method oracle needs audio input (it uses the true phase)")
             loaded.append((inp, outp, item))
         except (InputError, ValueError) as exc:
@@ -369,14 +245,16 @@ def _run_group(group, model, cfg, options, device, summary: Summary, emit) -> No
     if not loaded:
         return
     try:
-        waves = invert_items([it for _, _, it in loaded], model, cfg, options, device)
+        waves = inverter.many([it.x for _, _, it in loaded], [it.length for _, _, it in loaded])
+        waves = [w.float().cpu().numpy() for w in waves]
     except Exception as exc:  # one bad group must not stop the batch: retry one by one
         if len(loaded) > 1:
             for inp, outp, _ in loaded:
-                _run_group([(inp, outp)], model, cfg, options, device, summary, emit)
+                _run_group([(inp, outp)], inverter, options, summary, emit)
             return
         inp, outp, _ = loaded[0]
-        r = FileResult(str(inp), str(outp), "failed", f"{type(exc).__name__}: {exc}")
+        why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        r = FileResult(str(inp), str(outp), "failed", why)
         summary.add(r)
         emit({"event": "file", **asdict(r)})
         return
@@ -450,7 +328,7 @@ def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = 
                 raise InputError("output exists (use --force to overwrite)")
             item = load_input(f, cfg)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            write_spectrogram(dst, item.mag.numpy(), cfg, fmt)
+            write_spectrogram(dst, item.x.abs().numpy(), cfg, fmt)
             results.append(FileResult(str(f), str(dst), "ok", None, item.length / cfg.sample_rate,
                                       notices=item.notices))
         except (InputError, ValueError, OSError) as exc:

@@ -188,14 +188,11 @@ def bench_solvers(device: torch.device | str = "cpu", k: int = 513,
 
 # --- whole inversion: ``ppsi bench invert`` -------------------------------------------------
 
-#: Methods in the order they are reported; griffin-lim is timed at two iteration counts.
-INVERT_METHODS = ("ppsi", "ppsi-strided", "oracle", "rtisi-la", "rtisi", "griffin-lim-32",
-                  "griffin-lim-100", "pghi", "rtpghi")
+#: Methods in the order they are reported (spellings of :mod:`ppsi_cli.methods`).
+INVERT_METHODS = "ppsi,ppsi-strided,oracle,rtisi-la,rtisi,gl32,gl100,pghi,rtpghi"
 #: Methods timed by default on CUDA (batched on the device); the others loop over files.
-CUDA_METHODS = ("ppsi", "ppsi-strided", "oracle")
+CUDA_METHODS = "ppsi,ppsi-strided,oracle"
 CUDA_BATCHES = (1, 16, 256)
-#: The CPU target of the issue: ppsi online at or under this many seconds per audio second.
-TARGET_SECONDS_PER_AUDIO_SECOND = 0.02
 
 
 def example_clips() -> list[Path]:
@@ -274,43 +271,23 @@ def _median_times(fns: list[Callable[[], object]], device: torch.device,
     return [sorted(t)[len(t) // 2] for t in times]
 
 
-def _method_fns(method: str, mags: torch.Tensor, specs: torch.Tensor,
-                model: LoadedModel | None):
-    """``(total, cnn, ls)`` callables timing ``method`` on magnitudes (B, K, T); cnn and ls are
-    None except for ppsi methods. The whole run ends with the ISTFT to a waveform."""
-    from .api import oracle_spectrogram
-    from .batch import CHUNK_ROWS_CPU, CHUNK_ROWS_CUDA, predict_chunked
-    from .dsp.stft import istft
+def _method_fns(inv, x: torch.Tensor):
+    """``(total, cnn, ls)`` callables timing ``inv`` (an Inverter) on ``x`` (B, K, T), the
+    complex STFT for the oracle, else magnitudes; cnn and ls (the network and the least
+    squares alone) are None except for ppsi methods."""
     from .integrate import integrate
+    from .model import predict
 
-    cfg = StftConfig()
-    if method in ("ppsi", "ppsi-strided"):
-        rows = CHUNK_ROWS_CUDA if mags.device.type == "cuda" else CHUNK_ROWS_CPU
-        b, f = predict_chunked(model.net, mags, rows)
-
-        def cnn():
-            return predict_chunked(model.net, mags, rows)
-
-        def ls():
-            return integrate(mags, b, f, model.stft, model.solver)
-
-        def total():
-            bb, ff = predict_chunked(model.net, mags, rows)
-            return istft(integrate(mags, bb, ff, model.stft, model.solver), model.stft)
-
-        return total, cnn, ls
-    if method == "oracle":
-        return (lambda: istft(oracle_spectrogram(specs, cfg), cfg)), None, None
-    from .baselines import BASELINES
-
-    if method.startswith("griffin-lim-"):
-        n_iter = int(method.rsplit("-", 1)[1])
-        return (lambda: BASELINES["griffin-lim"](mags, cfg, n_iter=n_iter)), None, None
-    return (lambda: BASELINES[method](mags, cfg)), None, None
+    total = (lambda: inv(x))
+    if not inv.method.uses_network:
+        return total, None, None
+    b, f = predict(inv.model.net, x)
+    return (total, lambda: predict(inv.model.net, x),
+            lambda: integrate(x, b, f, inv.stft, inv.solver))
 
 
 def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
-                 methods: Iterable[str] | None = None, weights: str | Path | None = None,
+                 methods: str | Iterable[str] | None = None, weights: str | Path | None = None,
                  threads: int | None = 1, batches: Iterable[int] | None = None,
                  repeats: int = 5, audio: Iterable[Path] | None = None,
                  on_result: Callable[[dict], None] | None = None) -> list[dict]:
@@ -321,13 +298,14 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     runs after one warm-up run on the first two seconds. Returns one dict per (method, batch):
     ``method``, ``batch``, ``device``, ``threads``, ``audio_seconds`` (per run),
     ``seconds_per_audio_second``, ``realtime_factor`` (audio seconds per second), for ppsi
-    methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`, in the time
-    chunks :func:`ppsi_cli.batch.predict_chunked` makes of long batches) and
+    methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`) and
     ``ls_seconds_per_audio_second`` (:func:`ppsi_cli.integrate.integrate`), and ``weights``
     (where the model came from; "" for the others). The STFT of the input is not timed: the
     methods start from magnitudes (oracle from the complex STFT).
     """
     from .dsp.stft import stft
+    from .inverter import Inverter
+    from .methods import parse_methods
 
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -340,11 +318,9 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    default = CUDA_METHODS if device.type == "cuda" else INVERT_METHODS
-    names = list(methods) if methods is not None else list(default)
-    unknown = [m for m in names if m not in INVERT_METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {list(INVERT_METHODS)}")
+    text = methods if methods is not None else (
+        CUDA_METHODS if device.type == "cuda" else INVERT_METHODS)
+    names = parse_methods(text if isinstance(text, str) else ",".join(text))
     sizes = list(batches) if batches is not None else (
         list(CUDA_BATCHES) if device.type == "cuda" else [1])
     if not sizes or min(sizes) < 1:
@@ -357,21 +333,20 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
         rows = []
         for method in names:
             model, source = None, ""
-            if method in ("ppsi", "ppsi-strided"):
-                variant = "strided" if method == "ppsi-strided" else "online"
-                model, source = bench_model(variant, weights, device)
+            if method.uses_network:
+                model, source = bench_model(method.variant, weights, device)
+            inv = Inverter(method, model=model, device=device)
             for batch in sizes:
                 spec1 = stft(clip.to(device), cfg)
-                # one file: unbatched, as ppsi_cli.batch inverts it (the solver's fast path)
+                # one file: unbatched, as ppsi invert inverts it (the solver's fast path)
                 specs = spec1 if batch == 1 else spec1.expand(batch, *spec1.shape).contiguous()
-                mags = specs.abs()
+                x = specs if method.name == "oracle" else specs.abs()
                 # warm-up on 2 s: more frames than one CPU tile of the CNN (shapes get primed)
                 lead = 2 * cfg.sample_rate // cfg.hop_length
-                warm = _method_fns(method, mags[..., :lead], specs[..., :lead], model)[0]
-                warm()
-                total, cnn, ls = _method_fns(method, mags, specs, model)
+                _method_fns(inv, x[..., :lead])[0]()
+                total, cnn, ls = _method_fns(inv, x)
                 work = audio_seconds * batch
-                row = dict(method=method, batch=batch, device=str(device),
+                row = dict(method=method.label, batch=batch, device=str(device),
                            threads=torch.get_num_threads(), audio_seconds=audio_seconds)
                 timed = _median_times([total] + ([cnn, ls] if cnn is not None else []), device,
                                       repeats)

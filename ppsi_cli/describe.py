@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ModelConfig, SolverConfig, StftConfig
+from .config import SolverConfig, StftConfig
 from .model import PhaseDiffNet, count_parameters
-from .weights import load_weights, shipped_weights
+from .weights import SHIPPED, load_model, load_weights
 
 
 def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
@@ -35,13 +35,11 @@ def describe_weights(path: str) -> dict[str, Any]:
     return describe(m.net, m.stft, m.solver, path)
 
 
-def describe_default() -> list[dict[str, Any]]:
-    """Both variants: the shipped weights where present, else the default configurations."""
+def describe_shipped() -> list[dict[str, Any]]:
+    """Every entry of the registry :data:`ppsi_cli.weights.SHIPPED`, loaded (so its SHA-256
+    is checked): file, hash and the model's facts."""
     rows = []
-    for variant in ("online", "strided"):
-        try:
-            rows.append(describe_weights(str(shipped_weights(variant))))
-        except FileNotFoundError:
-            net = PhaseDiffNet(ModelConfig(strided=variant == "strided"))
-            rows.append(describe(net, StftConfig(), SolverConfig(), "default config"))
+    for variant, (name, sha) in SHIPPED.items():
+        m = load_model(variant=variant)
+        rows.append({**describe(m.net, m.stft, m.solver, m.path), "file": name, "sha256": sha})
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,38 +20,33 @@ import numpy as np
 import torch
 
 from .config import StftConfig
-from .dsp.stft import istft, stft
+from .dsp.stft import stft
 from .io import AUDIO_EXTS
+from .methods import Method, parse_method, parse_methods
 
-# name -> (description, how to run it)
-METHODS: dict[str, str] = {
-    "ppsi": "ppsi online (CNN + least squares)",
-    "ppsi-strided": "ppsi strided + 1-hop look-ahead",
-    "ppsi+gl32": "ppsi then 32 fast Griffin-Lim iterations (offline)",
-    "oracle": "least squares from the true phase differences",
-    "rtisi-la": "RTISI-LA, look-ahead 3, 5 iterations per frame",
-    "gl32": "fast Griffin-Lim, 32 iterations (momentum 0.99)",
-    "gl100": "fast Griffin-Lim, 100 iterations (momentum 0.99)",
-    "pghi": "PGHI (offline)",
-    "rtpghi": "RTPGHI (online)",
-}
-DEFAULT_METHODS = ("ppsi", "ppsi-strided", "oracle", "rtisi-la", "gl32", "gl100", "pghi")
+DEFAULT_METHODS = "ppsi,ppsi-strided,oracle,rtisi-la,gl32,gl100,pghi"
 SCORES = ("pesq", "estoi", "lsc")
 
 
 @dataclass
 class EvalOptions:
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    """``methods``: comma-separated :mod:`ppsi_cli.methods` spellings; ``compare``: pairs
+    ``A:B,...`` of them to report paired per-file differences for."""
+
+    methods: str = DEFAULT_METHODS
     weights_online: str | None = None
     weights_strided: str | None = None
     limit: int | None = None
     jobs: int = 1
-    seed: int = 0
+    compare: str = ""
+    parsed: list[Method] = field(init=False)
+    pairs: list[tuple[str, str]] = field(init=False)
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+        self.parsed = parse_methods(self.methods)
+        self.pairs = parse_pairs(self.compare, self.parsed)
+        if self.jobs < 1 or (self.limit is not None and self.limit < 1):
+            raise ValueError("jobs and limit must be >= 1")
 
 
 def eval_files(root: Path, limit: int | None = None) -> list[Path]:
@@ -69,39 +64,18 @@ def eval_files(root: Path, limit: int | None = None) -> list[Path]:
     return files
 
 
-def _inverter(method: str, options: EvalOptions) -> Callable[[torch.Tensor, StftConfig], Any]:
-    """A function spec (K, T) complex, cfg -> waveform, for ``method`` (models loaded once)."""
-    from .api import oracle_spectrogram, ppsi_spectrogram
-    from .baselines import griffin_lim_stft, pghi, rtisi_la, rtpghi
-    from .weights import load_weights, shipped_weights
+def _inverters(options: EvalOptions) -> dict[str, Any]:
+    """label -> :class:`~ppsi_cli.inverter.Inverter` (models loaded once), all on one STFT."""
+    from .inverter import Inverter
 
-    if method in ("ppsi", "ppsi+gl32", "ppsi-strided"):
-        variant = "strided" if method == "ppsi-strided" else "online"
-        path = options.weights_strided if variant == "strided" else options.weights_online
-        model = load_weights(path or shipped_weights(variant))
-
-        def run(spec, cfg):
-            mag = spec.abs()
-            rec = ppsi_spectrogram(model.net, mag, cfg, model.solver)
-            if method == "ppsi+gl32":
-                rec = griffin_lim_stft(mag, cfg, n_iter=32, init_phase=torch.angle(rec))
-            return istft(rec, cfg, None)
-        return run
-    if method == "oracle":
-        return lambda spec, cfg: istft(oracle_spectrogram(spec, cfg), cfg, None)
-    if method in ("gl32", "gl100"):
-        n = int(method[2:])
-        # the random initial phase is drawn from a generator seeded per file
-        return lambda spec, cfg: istft(griffin_lim_stft(
-            spec.abs(), cfg, n_iter=n, generator=torch.Generator().manual_seed(options.seed)),
-            cfg, None)
-    if method == "rtisi-la":
-        return lambda spec, cfg: rtisi_la(spec.abs(), cfg, lookahead=3, n_iter=5)
-    if method == "pghi":
-        return lambda spec, cfg: pghi(spec.abs(), cfg)
-    if method == "rtpghi":
-        return lambda spec, cfg: rtpghi(spec.abs(), cfg)
-    raise ValueError(method)
+    weights = {"online": options.weights_online, "strided": options.weights_strided}
+    out = {}
+    for m in options.parsed:
+        out[m.label] = Inverter(m, weights=weights[m.variant] if m.uses_network else None)
+    stfts = {inv.stft for inv in out.values()}
+    if len(stfts) > 1:
+        raise ValueError(f"the methods' weights use different STFTs: {sorted(map(str, stfts))}")
+    return out
 
 
 def _score(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
@@ -121,32 +95,32 @@ _STATE: dict[str, Any] = {}
 
 def _init(options: EvalOptions) -> None:
     torch.set_num_threads(1)
-    torch.manual_seed(options.seed)
-    _STATE["inverters"] = {m: _inverter(m, options) for m in options.methods}
+    _STATE["inverters"] = _inverters(options)
 
 
 def _eval_file(path: str) -> dict[str, Any]:
+    """Copy synthesis of one file by every method: the STFT in float64; the oracle inverts it
+    as it is, the others its complex64 rounding (float32 magnitudes, as users have)."""
     from .train.data import load_mono
 
-    cfg = StftConfig()
+    inverters = _STATE["inverters"]
+    cfg: StftConfig = next(iter(inverters.values())).stft
     x = load_mono(path, cfg.sample_rate)
     spec = stft(torch.from_numpy(x).double(), cfg)
     row: dict[str, Any] = {"file": path, "seconds": len(x) / cfg.sample_rate, "methods": {}}
-    for method, run in _STATE["inverters"].items():
+    for label, inv in inverters.items():
         t0 = time.perf_counter()
-        with torch.no_grad():
-            y = run(spec.to(torch.complex64) if method != "oracle" else spec, cfg)
+        y = inv(spec if inv.method.name == "oracle" else spec.to(torch.complex64), len(x))
         elapsed = time.perf_counter() - t0
-        y = y.double().numpy()[: len(x)]
-        if len(y) < len(x):
-            y = np.pad(y, (0, len(x) - len(y)))
-        row["methods"][method] = {"time": elapsed, **_score(x, y, cfg.sample_rate)}
+        row["methods"][label] = {"time": elapsed,
+                                 **_score(x, y.double().numpy(), cfg.sample_rate)}
     return row
 
 
 def evaluate(root: Path, options: EvalOptions,
              on_file: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Per-file rows and per-method summaries (mean, std, n) of pesq, estoi, lsc and speed."""
+    """Per-file rows, per-method summaries (mean, std, n) of pesq, estoi, lsc and speed, and the
+    paired comparisons of ``options.compare``."""
     files = [str(f) for f in eval_files(root, options.limit)]
     rows: list[dict[str, Any]] = []
     if options.jobs <= 1:
@@ -164,25 +138,38 @@ def evaluate(root: Path, options: EvalOptions,
                 rows.append(row)
                 if on_file:
                     on_file(row)
-    return {"files": len(rows), "audio_seconds": sum(r["seconds"] for r in rows),
-            "summary": summarize(rows, options.methods), "rows": rows}
+    result = {"files": len(rows), "audio_seconds": sum(r["seconds"] for r in rows),
+              "summary": summarize(rows, options.parsed), "rows": rows}
+    if options.pairs:
+        result["paired"] = compare(rows, options.pairs)
+    return result
 
 
-def parse_pairs(text: str, methods) -> list[tuple[str, str]]:
-    """``"a:b,c:d"`` -> [(a, b), (c, d)], each method one of ``methods``."""
+def parse_pairs(text: str, methods: list[Method]) -> list[tuple[str, str]]:
+    """``"a:b,c:d"`` -> [(label a, label b), ...]; each side any spelling of one of ``methods``."""
     pairs = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
             continue
         a, sep, b = item.partition(":")
-        if not sep or not a or not b or a == b:
+        if not sep or not a or not b:
             raise ValueError(f"comparison {item!r}: write two different methods as A:B")
-        missing = [m for m in (a, b) if m not in methods]
-        if missing:
-            raise ValueError(f"comparison {item!r}: {missing} not among the evaluated methods "
-                             f"{list(methods)}")
-        pairs.append((a, b))
+        sides = []
+        for side in (a, b):
+            m = parse_method(side)
+            if m not in methods:
+                raise ValueError(f"comparison {item!r}: {side} is not among the evaluated methods "
+                                 f"({', '.join(x.label for x in methods)})")
+            sides.append(m.label)
+        if sides[0] == sides[1]:
+            raise ValueError(f"comparison {item!r}: write two different methods as A:B")
+        pairs.append((sides[0], sides[1]))
     return pairs
+
+
+def compare(rows: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """``"A:B"`` -> paired per-file differences of WB-PESQ and ESTOI (see :func:`paired`)."""
+    return {f"{a}:{b}": {k: paired(rows, a, b, k) for k in ("pesq", "estoi")} for a, b in pairs}
 
 
 def paired(rows: list[dict[str, Any]], a: str, b: str, key: str = "pesq") -> dict[str, float]:
@@ -209,11 +196,12 @@ def paired(rows: list[dict[str, Any]], a: str, b: str, key: str = "pesq") -> dic
     return out
 
 
-def summarize(rows: list[dict[str, Any]], methods) -> dict[str, dict[str, Any]]:
+def summarize(rows: list[dict[str, Any]], methods: list[Method]) -> dict[str, dict[str, Any]]:
     out = {}
     total = sum(r["seconds"] for r in rows)
-    for m in methods:
-        entry: dict[str, Any] = {"description": METHODS[m]}
+    for method in methods:
+        m = method.label
+        entry: dict[str, Any] = {"description": method.description}
         for key in SCORES:
             vals = np.array([r["methods"][m][key] for r in rows], dtype=float)
             ok = vals[np.isfinite(vals)]

@@ -20,27 +20,9 @@ import torch
 
 from .config import SolverConfig, StftConfig
 from .dsp.phase import bpd_to_tpd
+from .dsp.stft import check_spectrogram
 from .solvers import SOLVERS, resolve
 from .solvers.reference import lapack_ptsv, ptsv
-
-
-def check_magnitude(mag: torch.Tensor, cfg: StftConfig, name: str = "magnitude") -> None:
-    """Refuse magnitudes that cannot be inverted, naming the problem."""
-    if mag.ndim < 2:
-        raise ValueError(f"{name} must have shape (..., freq, time), got {tuple(mag.shape)}")
-    if mag.is_complex():
-        raise ValueError(f"{name} is complex; pass magnitudes (abs of the STFT)")
-    if mag.shape[-2] != cfg.n_bins:
-        raise ValueError(f"{name} has {mag.shape[-2]} bins; expected {cfg.n_bins} "
-                         f"(n_fft={cfg.n_fft})")
-    if mag.shape[-1] == 0:
-        raise ValueError(f"{name} has zero frames")
-    if not torch.isfinite(mag).all():
-        bad = "NaN" if torch.isnan(mag).any() else "Inf"
-        raise ValueError(f"{name} contains {bad} values")
-    if (mag < 0).any():
-        raise ValueError(f"{name} contains negative values (min {mag.min().item():.3g}); "
-                         "expected a linear magnitude")
 
 
 def polar(r: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -90,9 +72,11 @@ def frequency_integration(fpd: torch.Tensor) -> torch.Tensor:
 
 
 class PhaseIntegrator:
-    """Online least squares: push one frame at a time, get its complex STFT frame back.
+    """Online least squares over chunks of frames, the state carried from chunk to chunk.
 
-    ``push(mag (..., K), bpd (..., K), fpd (..., K-1)) -> (..., K)`` complex.
+    ``push(mag (..., K, n), bpd (..., K, n), fpd (..., K-1, n)) -> (..., K, n)`` complex; any
+    chunking of the frames gives the same result as one push of them all (``n`` may be 1: frame
+    by frame). The caller validates the magnitudes (:func:`~ppsi_cli.dsp.stft.check_spectrogram`).
     """
 
     def __init__(self, stft: StftConfig, solver: SolverConfig | None = None,
@@ -101,27 +85,49 @@ class PhaseIntegrator:
         self.cfg = solver or SolverConfig()
         self.solver_name = resolve(self.cfg.solver, device, hermitian=True)
         self._solve = SOLVERS[self.solver_name]
-        self._prev_mag: torch.Tensor | None = None
-        self._unit: torch.Tensor | None = None  # unit phasor of the previous frame
-
-    def reset(self) -> None:
-        self._prev_mag = None
-        self._unit = None
+        self._prev_mag: torch.Tensor | None = None  # last frame pushed (..., K)
+        self._unit: torch.Tensor | None = None  # its unit phasors (..., K)
 
     def push(self, mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor) -> torch.Tensor:
-        check_magnitude(mag.unsqueeze(-1), self.stft)
+        k, n = mag.shape[-2:]
+        assert bpd.shape[-2:] == (k, n) and fpd.shape[-2:] == (k - 1, n), (bpd.shape, fpd.shape)
+        fpd = fpd.to(mag.dtype)
         if self._prev_mag is None:
-            mags, fpds = mag.unsqueeze(-1), fpd.unsqueeze(-1)
+            mags, fpds = mag, fpd
         else:  # the previous frame enters the weights lam and the silence test
-            mags = torch.stack([self._prev_mag, mag], dim=-1)
-            fpds = torch.stack([torch.zeros_like(fpd), fpd], dim=-1)
+            mags = torch.cat([self._prev_mag.unsqueeze(-1), mag], dim=-1)
+            fpds = torch.nn.functional.pad(fpd, (1, 0))
         diag, lower, weight, silent, restart = frame_systems(mags, fpds, self.cfg)
-        tpd = bpd_to_tpd(bpd.unsqueeze(-1).to(mag.dtype), self.stft)[..., 0]
-        wrot = polar(weight[..., -1, :].real.contiguous(), tpd)  # weight is real-valued
-        z = self._step(mag, fpd.to(mag.dtype), diag[..., -1, :], lower[..., -1, :], wrot,
-                       silent[..., -1], restart[..., -1])
-        self._prev_mag = mag
-        return z
+        first = mags.shape[-1] - n
+        diag, lower, weight = diag[..., first:, :], lower[..., first:, :], weight[..., first:, :]
+        silent, restart = silent[..., first:], restart[..., first:]
+        tpd = bpd_to_tpd(bpd.to(mag.dtype), self.stft).transpose(-1, -2)
+        wrot = polar(weight.real.contiguous(), tpd)  # weight is real-valued
+        mag_t, fpd_t = mag.transpose(-1, -2), fpd.transpose(-1, -2)
+        if self.solver_name == "lapack":  # CPU: each item's recursion in NumPy + LAPACK
+            out = self._recursion_lapack(mag_t, fpd_t, diag, lower, wrot, silent, restart)
+        else:
+            out = torch.stack([self._step(mag_t[..., i, :], fpd_t[..., i, :], diag[..., i, :],
+                                          lower[..., i, :], wrot[..., i, :], silent[..., i],
+                                          restart[..., i]) for i in range(n)], dim=-1)
+        self._prev_mag = mag[..., -1]
+        return out
+
+    def _recursion_lapack(self, mag_t, fpd_t, diag, lower, wrot, silent, restart):
+        lead, (n, k) = mag_t.shape[:-2], mag_t.shape[-2:]
+        flat = [a.reshape(-1, *a.shape[-2:]).numpy() for a in (
+            mag_t, fpd_t, diag, lower.resolve_conj(), wrot)]
+        masks = [m.reshape(-1, n).numpy() for m in (silent, restart)]
+        units = (self._unit.reshape(-1, k).numpy() if self._unit is not None
+                 else [None] * flat[0].shape[0])
+        outs, last = [], []
+        for i in range(flat[0].shape[0]):
+            z, u = _recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks), units[i])
+            outs.append(z)
+            last.append(u)
+        self._unit = torch.from_numpy(np.stack(last)).reshape(*lead, k)
+        out = outs[0][None] if len(outs) == 1 else np.stack(outs)
+        return torch.from_numpy(out).reshape(*lead, n, k).transpose(-1, -2)
 
     def _step(self, mag, fpd, diag, lower, wrot, silent, restart):
         """One frame: solve where the recursion continues, integrate FPD where it restarts.
@@ -142,12 +148,6 @@ class PhaseIntegrator:
         return mag * unit
 
     def _solve_frame(self, diag, lower, rhs):
-        if self.solver_name == "lapack":  # hot path on CPU: LAPACK per system, no wrappers
-            d = diag.reshape(-1, diag.shape[-1]).numpy()
-            e = lower.resolve_conj().reshape(-1, lower.shape[-1]).numpy()
-            b = rhs.reshape(-1, rhs.shape[-1]).numpy()
-            out = np.stack([ptsv(d[i], e[i], b[i]) for i in range(b.shape[0])])
-            return torch.from_numpy(out).reshape(rhs.shape)
         return self._solve(lower, diag.to(rhs.dtype), lower.conj(), rhs)
 
 
@@ -158,7 +158,7 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     Runs the online recursion over all frames; the result equals pushing the frames one by one
     through :class:`PhaseIntegrator`. Works in the dtype of ``mag`` (float32 or float64).
     """
-    check_magnitude(mag, stft)
+    check_spectrogram(mag, stft)
     k, t = mag.shape[-2:]
     if bpd.shape[-2:] != (k, t) or fpd.shape[-2:] != (k - 1, t):
         raise ValueError(f"phase differences must be BPD {(k, t)} and FPD {(k - 1, t)} per "
@@ -166,36 +166,17 @@ def integrate(mag: torch.Tensor, bpd: torch.Tensor, fpd: torch.Tensor, stft: Stf
     for name, d in (("BPD", bpd), ("FPD", fpd)):
         if not torch.isfinite(d).all():
             raise ValueError(f"{name} contains NaN or Inf values")
-    integ = PhaseIntegrator(stft, solver, mag.device)
-    diag, lower, weight, silent, restart = frame_systems(mag, fpd, integ.cfg)
-    tpd = bpd_to_tpd(bpd.to(mag.dtype), stft).transpose(-1, -2)
-    wrot = polar(weight.real.contiguous(), tpd)  # weight is real-valued
-    mag_t, fpd_t = mag.transpose(-1, -2), fpd.to(mag.dtype).transpose(-1, -2)
-    if integ.solver_name == "lapack":  # CPU: each utterance's recursion in NumPy + LAPACK
-        lead = mag.shape[:-2]
-        flat = [a.reshape(-1, *a.shape[-2:]).numpy() for a in (
-            mag_t, fpd_t, diag, lower.resolve_conj(), wrot)]
-        masks = [m.reshape(-1, t).numpy() for m in (silent, restart)]
-        items = range(flat[0].shape[0])
-        out = [_recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks)) for i in items]
-        out = out[0][None] if len(out) == 1 else np.stack(out)
-        return torch.from_numpy(out).reshape(*lead, t, k).transpose(-1, -2)
-    frames = []
-    for i in range(t):
-        frames.append(integ._step(mag_t[..., i, :], fpd_t[..., i, :], diag[..., i, :],
-                                  lower[..., i, :], wrot[..., i, :], silent[..., i],
-                                  restart[..., i]))
-    return torch.stack(frames, dim=-1)
+    return PhaseIntegrator(stft, solver, mag.device).push(mag, bpd, fpd)
 
 
-def _recursion_numpy(mag, fpd, diag, lower, wrot, silent, restart):
-    """The frame recursion of :meth:`PhaseIntegrator._step` for one utterance, (T, K) arrays in
-    NumPy with LAPACK ``?ptsv``: the same arithmetic without per-frame torch overhead."""
+def _recursion_numpy(mag, fpd, diag, lower, wrot, silent, restart, unit=None):
+    """The frame recursion of :meth:`PhaseIntegrator._step` for one item, (T, K) arrays in
+    NumPy with LAPACK ``?ptsv``: the same arithmetic without per-frame torch overhead.
+    ``unit``: phasors of the frame before (None at the start). Returns (frames, last unit)."""
     n_t, k = mag.shape
     out = np.empty((n_t, k), dtype=wrot.dtype)
     tiny = np.finfo(mag.dtype).tiny
     solve = lapack_ptsv(wrot.dtype) if k > 1 else None
-    unit = None
     for t in range(n_t):
         if unit is None or restart[t]:
             phase = np.concatenate([np.zeros(1, fpd.dtype), np.cumsum(fpd[t])])
@@ -212,4 +193,4 @@ def _recursion_numpy(mag, fpd, diag, lower, wrot, silent, restart):
         if silent[t]:
             unit = np.zeros_like(unit)
         np.multiply(mag[t], unit, out=out[t])
-    return out
+    return out, unit

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .dsp.features import log_magnitude
+from .dsp.features import floor_frame, log_magnitude
 
 
 class GatedBlock(nn.Module):
@@ -121,30 +121,67 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@torch.no_grad()
-def predict(model: PhaseDiffNet, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phase differences for magnitudes ``(..., F, T)``: ``(bpd (..., F, T), fpd (..., F-1, T))``.
+class NetworkStream:
+    """Phase differences chunk by chunk: ``push(mag (B, F, n))`` returns ``(mag, bpd, fpd)`` of
+    the frames made ready, ``flush()`` those still waiting.
 
-    Default models run once per frame. Strided models run only at frames 1, 3, 5, ... (each pass
-    sees one frame ahead and fills frames t-1 and t); an odd frame count gets one silent frame of
-    look-ahead at the end. Causality: frame t uses frames <= t (+1 for strided models).
-    On CPU the network runs over tiles of :data:`CPU_TILE_ROWS` frames (cache blocking).
+    Holds the log-magnitudes of the past ``context - 1`` frames, so any chunking gives the same
+    result as one call on the whole input. Online models make every frame ready at once; strided
+    models make frames ready in pairs (frames t-1 and t from the pass at t; an odd last frame waits
+    for its look-ahead, which :meth:`flush` makes the :func:`~ppsi_cli.dsp.features.floor_frame`
+    of it). Causality: frame t uses frames <= t (+1 for strided models).
     """
+
+    def __init__(self, net: PhaseDiffNet):
+        self.net = net
+        self.dtype = next(net.parameters()).dtype
+        self._past: torch.Tensor | None = None  # log-magnitudes (B, F, <= context - 1)
+        self._pending: torch.Tensor | None = None  # strided: frame (B, F, 1) awaiting look-ahead
+
+    @torch.no_grad()
+    def push(self, mag: torch.Tensor, last: bool = False
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frames made ready by ``mag`` (B, F, n); ``last``: the input ends here, so a waiting
+        strided frame gets its look-ahead in this same pass (as :meth:`flush` would give it)."""
+        net = self.net
+        if self._pending is not None:
+            mag, self._pending = torch.cat([self._pending, mag], dim=-1), None
+        if net.cfg.strided and mag.shape[-1] % 2:
+            if last:
+                look = floor_frame(mag[..., -1]).unsqueeze(-1)
+                m, b, f = self.push(torch.cat([mag, look], dim=-1))
+                return m[..., :-1], b[..., :-1], f[..., :-1]
+            mag, self._pending = mag[..., :-1], mag[..., -1:]
+        n_b, n_f, n_t = mag.shape
+        if n_t == 0:
+            return mag, mag.new_empty(n_b, n_f, 0), mag.new_empty(n_b, n_f - 1, 0)
+        logmag = log_magnitude(mag.to(self.dtype))
+        h = 0
+        if self._past is not None:
+            h = self._past.shape[-1]
+            logmag = torch.cat([self._past, logmag], dim=-1)
+        keep = net.cfg.context - 1
+        self._past = logmag[..., max(0, logmag.shape[-1] - keep):] if keep else logmag[..., :0]
+        tile = CPU_TILE_ROWS if mag.device.type == "cpu" else None
+        if not net.cfg.strided:
+            out = net.forward_features(net.features(logmag, start=h), tile).transpose(-1, -2)
+            return mag, out[:, 0], out[:, 1, :-1]
+        # one pass at every second frame t = 1, 3, ... sees frames <= t, fills frames t-1 and t
+        out = net.forward_features(net.features(logmag, start=h + 1, step=2), tile)
+        out = out.transpose(-1, -2)  # (B, 4, F, n_t / 2)
+        b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)
+        f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[:, :-1]
+        return mag, b, f
+
+    def flush(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The frame still waiting for its look-ahead (strided, odd count), else None."""
+        pending, self._pending = self._pending, None
+        return None if pending is None else self.push(pending, last=True)
+
+
+def predict(model: PhaseDiffNet, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Phase differences for magnitudes ``(..., F, T)``: ``(bpd (..., F, T), fpd (..., F-1, T))``,
+    from one :class:`NetworkStream` push of the whole input."""
     lead, (n_f, n_t) = mag.shape[:-2], mag.shape[-2:]
-    dtype = next(model.parameters()).dtype
-    tile = CPU_TILE_ROWS if mag.device.type == "cpu" else None
-    logmag = log_magnitude(mag.reshape(-1, n_f, n_t).to(dtype))
-    if not model.cfg.strided:
-        out = model.forward_features(model.features(logmag), tile).transpose(-1, -2)
-        b, f = out[:, 0], out[:, 1, :-1]
-    else:
-        padded = n_t + (n_t % 2)
-        if padded != n_t:
-            # silent look-ahead: the floor of the last frame, everywhere
-            look = logmag[..., -1:].amin(dim=-2, keepdim=True).expand(-1, n_f, 1)
-            logmag = torch.cat([logmag, look], dim=-1)
-        feats = model.features(logmag, start=1, step=2)  # frames t = 1, 3, 5, ...
-        out = model.forward_features(feats, tile).transpose(-1, -2)  # (B, 4, F, padded / 2)
-        b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)[..., :n_t]
-        f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[..., :-1, :n_t]
+    _, b, f = NetworkStream(model).push(mag.reshape(-1, n_f, n_t), last=True)
     return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)

@@ -121,23 +121,12 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
 
 
 def check_against(spec: Spectrogram, cfg: StftConfig) -> None:
-    """Refuse a spectrogram whose shape or metadata does not match the model's STFT."""
+    """Refuse a spectrogram whose metadata disagree with the STFT it will be inverted with (its
+    values are checked by the inverter, :func:`ppsi_cli.dsp.stft.check_spectrogram`)."""
     for key in _META_KEYS:
         if key in spec.meta and spec.meta[key] != getattr(cfg, key):
             raise SpecError(f"{key}={spec.meta[key]!r} but the model expects "
                             f"{key}={getattr(cfg, key)!r}")
-    bins, frames = spec.magnitude.shape
-    if bins != cfg.n_bins:
-        hint = f" (n_fft={2 * (bins - 1)}?)" if bins > 1 else ""
-        raise SpecError(f"has {bins} bins{hint}; the model expects {cfg.n_bins} "
-                        f"(n_fft={cfg.n_fft})")
-    need = -(-cfg.win_length // cfg.hop_length)
-    if frames < need:
-        raise SpecError(f"has {frames} frame(s); at least {need} are needed to make audio "
-                        f"(win_length {cfg.win_length} / hop {cfg.hop_length})")
-    if (spec.magnitude < 0).any():
-        raise SpecError(f"has negative magnitudes (min {spec.magnitude.min():.3g}); "
-                        "expected linear magnitudes or set scale in an .npz")
 
 
 def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,

@@ -2,7 +2,8 @@
 
 A file holds ``{"format": "ppsi-weights", "version": 1, "model_config", "stft_config",
 "solver_config", "state_dict", "meta"}``. Shipped files live in ``weights/`` (installed as
-``ppsi_cli/weights``) and carry the first 8 hex digits of their SHA-256 in the name.
+``ppsi_cli/weights``), are named in :data:`SHIPPED` with their SHA-256, and are verified against
+it whenever they are loaded. Their model card is ``weights/README.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from .model import PhaseDiffNet
 
 FORMAT = "ppsi-weights"
 VERSION = 1
+
+#: The shipped weights: variant -> (file name in ``weights/``, SHA-256 of the file).
+SHIPPED: dict[str, tuple[str, str]] = {
+    "online": ("ppsi-online-45512250.pt",
+               "4551225076e2f19fad4b063c36fddc0d63feec6088c249e1b4d31455f0a5c073"),
+    "strided": ("ppsi-strided-ad636bc5.pt",
+                "ad636bc59155a08dd92d0c2573f336d30c7bb2e06fbe7c10d92d3c26a9044dd0"),
+}
 
 
 @dataclass
@@ -51,10 +60,6 @@ def save_weights(path: str | Path, net: PhaseDiffNet, stft: StftConfig, solver: 
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
-
-
-def file_hash(path: str | Path, n: int = 8) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:n]
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -89,10 +94,32 @@ def weights_dir() -> Path:
     return installed if installed.is_dir() else here.parent / "weights"
 
 
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def shipped_weights(variant: str = "online") -> Path:
-    """Path of the shipped weights for ``online`` or ``strided``."""
-    files = sorted(weights_dir().glob(f"ppsi-{variant}-*.pt"))
-    if not files:
-        raise FileNotFoundError(
-            f"no shipped weights for variant {variant!r} in {weights_dir()}; pass --weights FILE")
-    return files[-1]
+    """Path of the shipped weights of ``variant`` (see :data:`SHIPPED`), checked by SHA-256."""
+    if variant not in SHIPPED:
+        raise ValueError(f"no shipped weights variant {variant!r}; choose one of "
+                         f"{', '.join(SHIPPED)}")
+    name, expected = SHIPPED[variant]
+    path = weights_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped weights {name} missing from {weights_dir()}; "
+                                "reinstall ppsi or pass --weights FILE")
+    found = sha256(path)
+    if found != expected:
+        raise ValueError(f"shipped weights {path} fail their SHA-256 check (found {found[:12]}…, "
+                         f"expected {expected[:12]}…); reinstall ppsi")
+    return path
+
+
+def load_model(weights: str | Path | None = None, variant: str = "online",
+               device: str | torch.device = "cpu") -> LoadedModel:
+    """Load ``weights`` (a file) or the shipped, hash-checked weights of ``variant``."""
+    return load_weights(weights if weights is not None else shipped_weights(variant), device)

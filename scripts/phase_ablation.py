@@ -4,7 +4,10 @@
 
 For each file (cut to --seconds), the least squares of the weights' solver config runs four times:
 with the model's BPD and FPD, with the true BPD, with the true FPD, and with both true (oracle).
-Prints mean WB-PESQ per case: the gap each prediction leaves. Never point it at the evaluation set.
+Prints mean WB-PESQ per case: the gap each prediction leaves. The first and last cases are the
+``ppsi`` and ``oracle`` methods of ``ppsi_cli.Inverter``; the mixed ones swap one prediction
+into the same least squares (``ppsi_cli.integrate.integrate``). Never point it at the
+evaluation set.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from ppsi_cli.dsp.phase import bpd, fpd
 from ppsi_cli.dsp.stft import istft, stft
 from ppsi_cli.integrate import integrate
+from ppsi_cli.inverter import Inverter
 from ppsi_cli.metrics import pesq_wb
 from ppsi_cli.model import predict
 from ppsi_cli.train.data import find_audio, load_mono
@@ -36,6 +40,8 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_weights(args.weights)
     cfg = model.stft
+    inv = Inverter("ppsi-strided" if model.net.cfg.strided else "ppsi", model=model)
+    oracle = Inverter("oracle", model=model)
     files = find_audio(args.data)
     idx = sorted(set(np.linspace(0, len(files) - 1, min(args.files, len(files))).round()
                      .astype(int)))
@@ -46,9 +52,11 @@ def main() -> None:
         mag = spec.abs()
         b, f = predict(model.net, mag)
         tb, tf = bpd(spec, cfg).to(b.dtype), fpd(spec).to(f.dtype)
-        for case, (bb, ff) in zip(CASES, ((b, f), (tb, f), (b, tf), (tb, tf))):
-            y = istft(integrate(mag, bb, ff, cfg, model.solver), cfg, len(x)).double().numpy()
-            scores[case].append(pesq_wb(x, y, cfg.sample_rate))
+        ys = {"model": inv(mag, len(x)), "oracle": oracle(spec, len(x)),
+              "true BPD": istft(integrate(mag, tb, f, cfg, model.solver), cfg, len(x)),
+              "true FPD": istft(integrate(mag, b, tf, cfg, model.solver), cfg, len(x))}
+        for case in CASES:
+            scores[case].append(pesq_wb(x, ys[case].double().numpy(), cfg.sample_rate))
     print(json.dumps({"files": len(idx), "seconds": args.seconds,
                       **{c: round(float(np.mean(v)), 3) for c, v in scores.items()}}))
 

@@ -3,8 +3,9 @@
     python scripts/tune_solver.py --weights runs/online/weights.pt --data data/val --files 24 \
         --write weights/ppsi-online.pt
 
-Runs the CNN once per file, then the least squares + ISTFT for every (p, g, floor) of the grid,
-and prints mean WB-PESQ / ESTOI per setting, best first. Never point it at the evaluation set.
+Inverts every file with the weights' network and each (p, g, floor) of the grid (one
+``ppsi_cli.Inverter`` per setting), and prints mean WB-PESQ / ESTOI per setting, best first.
+Never point it at the evaluation set.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import numpy as np
 import torch
 
 from ppsi_cli.config import SolverConfig
-from ppsi_cli.dsp.stft import istft, stft
-from ppsi_cli.integrate import integrate
+from ppsi_cli.dsp.stft import stft
+from ppsi_cli.inverter import Inverter
 from ppsi_cli.metrics import MetricError, estoi, pesq_wb
-from ppsi_cli.model import predict
 from ppsi_cli.train.data import find_audio, load_mono
 from ppsi_cli.weights import load_weights, save_weights
 
@@ -46,18 +46,18 @@ def main() -> None:
     items = []
     for i in sorted(set(idx)):
         x = load_mono(files[i], cfg.sample_rate)[: int(args.seconds * cfg.sample_rate)]
-        mag = stft(torch.from_numpy(x), cfg).abs()
-        b, f = predict(model.net, mag)
-        items.append((x, mag, b, f))
+        items.append((x, stft(torch.from_numpy(x), cfg).abs()))
     results = []
     grid = itertools.product(*(map(float, s.split(",")) for s in (
         args.p, args.g, args.floor, args.diag_load)))
     for p, g, floor, load in grid:
         solver = SolverConfig(p=p, g=g, mag_floor=floor, diag_load=load)
+        inv = Inverter("ppsi-strided" if model.net.cfg.strided else "ppsi", model=model,
+                       solver=solver)
         pesqs, estois, failed = [], [], 0
-        for x, mag, b, f in items:
+        for x, mag in items:
             try:
-                y = istft(integrate(mag, b, f, cfg, solver), cfg, len(x)).double().numpy()
+                y = inv(mag, len(x)).double().numpy()
                 pesqs.append(pesq_wb(x, y, cfg.sample_rate))
                 estois.append(estoi(x, y, cfg.sample_rate))
             except (MetricError, np.linalg.LinAlgError):

@@ -77,7 +77,7 @@ CASES: dict[str, tuple[Callable, object]] = {
     "nan.npy": (lambda p, m, a: np.save(p, _with(m, (3, 5), np.nan)), ["NaN"]),
     "inf.npy": (lambda p, m, a: np.save(p, _with(m, (3, 5), np.inf)), ["Inf"]),
     "negative.npy": (lambda p, m, a: np.save(p, _with(m, (3, 5), -1.0)), ["negative"]),
-    "bins257.npy": (lambda p, m, a: np.save(p, m[:257]), ["257 bins", "expects 513"]),
+    "bins257.npy": (lambda p, m, a: np.save(p, m[:257]), ["257 bins", "expected 513", "n_fft=512?"]),
     "empty.npy": (lambda p, m, a: np.save(p, np.zeros((K, 0), np.float32)), ["empty"]),
     "zero_bytes.npy": (lambda p, m, a: p.write_bytes(b""), ["empty"]),
     "one_frame.npy": (lambda p, m, a: np.save(p, m[:, :1]), ["1 frame", "at least 4"]),

@@ -9,14 +9,14 @@ import pytest
 import torch
 from pesq import pesq
 
-from ppsi_cli.baselines import (BASELINES, RtisiLaStream, RtpghiStream, griffin_lim,
-                                griffin_lim_stft, invert, pghi, phase_gradients, rtisi, rtisi_la,
-                                rtisi_la_stft, rtpghi, rtpghi_stft)
+from ppsi_cli import Inverter, invert
+from ppsi_cli.baselines import RtisiLaStream, RtpghiStream, griffin_lim_stft, phase_gradients
 from ppsi_cli.config import StftConfig
 from ppsi_cli.dsp.phase import wrap
 from ppsi_cli.dsp.stft import default_length, istft, stft
 
 CFG = StftConfig()  # Hann 1024, hop 256, 16 kHz
+CLASSICAL = ("rtisi-la", "rtisi", "griffin-lim", "pghi", "rtpghi")
 
 
 def wb_pesq(ref: torch.Tensor, est: torch.Tensor) -> float:
@@ -63,14 +63,14 @@ def short(speech) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_fast_griffin_lim_from_random_phase(clip):
     x, _, mag = clip
-    y = griffin_lim(mag, CFG, n_iter=100, generator=torch.Generator().manual_seed(0),
-                    length=len(x))
+    y = invert(mag, "griffin-lim", iters=100, length=len(x))
     assert wb_pesq(x, y) >= 3.8
 
 
 def test_fast_griffin_lim_warm_start_keeps_oracle_quality(clip):
     x, spec, mag = clip
-    y = griffin_lim(mag, CFG, n_iter=10, init_phase=spec.angle(), length=len(x))
+    y = istft(griffin_lim_stft(mag, CFG, n_iter=10, init_phase=spec.angle(), length=len(x)),
+              CFG, len(x))
     assert wb_pesq(x, y) >= 4.4
     # the true phase is a fixed point: the output stays the signal (applied once, momentum
     # state starting at the initial estimate)
@@ -79,20 +79,20 @@ def test_fast_griffin_lim_warm_start_keeps_oracle_quality(clip):
 
 def test_rtisi_la_quality_and_convergence_beats_rtisi(clip):
     x, _, mag = clip
-    y_la = rtisi_la(mag, CFG, lookahead=3, n_iter=5, length=len(x))
-    y_0 = rtisi(mag, CFG, n_iter=5, length=len(x))
+    y_la = invert(mag, "rtisi-la+lookahead=3+iters=5", length=len(x))
+    y_0 = invert(mag, "rtisi", iters=5, length=len(x))
     assert wb_pesq(x, y_la) >= 3.3
     assert spectral_convergence_db(mag, y_la) <= spectral_convergence_db(mag, y_0)
 
 
 def test_pghi_quality(clip):
     x, _, mag = clip
-    assert wb_pesq(x, pghi(mag, CFG, length=len(x))) >= 3.2
+    assert wb_pesq(x, invert(mag, "pghi", length=len(x))) >= 3.2
 
 
 def test_rtpghi_quality(clip):
     x, _, mag = clip
-    assert wb_pesq(x, rtpghi(mag, CFG, length=len(x))) >= 3.0
+    assert wb_pesq(x, invert(mag, "rtpghi", length=len(x))) >= 3.0
 
 
 # ---------------------------------------------------------------- digital silence
@@ -106,9 +106,8 @@ def test_output_after_digital_silence_keeps_its_energy(speech):
     mag = stft(xg, CFG).abs()
     assert int((mag.amax(0) == 0).sum()) >= 8  # some frames are exactly silent
     ref = float((xg[cut + gap:].double() ** 2).sum())
-    options = {"griffin-lim": {"n_iter": 32, "generator": torch.Generator().manual_seed(0)}}
-    for name, fn in BASELINES.items():
-        y = fn(mag, CFG, length=len(xg), **options.get(name, {}))
+    for name in CLASSICAL:
+        y = invert(mag, name, length=len(xg))
         after = float((y[cut + gap:].double() ** 2).sum())
         assert abs(10 * math.log10(after / ref)) <= 3.0, name
         onset = float((y[cut + gap:cut + gap + 1600].double() ** 2).sum())
@@ -120,33 +119,41 @@ def test_output_after_digital_silence_keeps_its_energy(speech):
 
 
 @pytest.mark.parametrize("lookahead", [3, 0])
-def test_rtisi_la_stream_equals_whole(short, lookahead):
+def test_rtisi_la_stream_commits_after_its_lookahead(short, lookahead):
+    """The frame source commits nothing during its look-ahead, one frame per push after it and
+    the rest on flush; overlap-adding its frames gives the inverter's waveform."""
     _, mag = short
     stream = RtisiLaStream(CFG, lookahead=lookahead)
     chunks = [stream.push(mag[:, t]) for t in range(mag.shape[-1])]
-    assert all(c.frames.shape[-1] == 0 for c in chunks[:lookahead])
-    chunks.append(stream.flush())
-    samples = torch.cat([c.samples for c in chunks])
-    frames = torch.cat([c.frames for c in chunks], dim=-1)
-    whole = rtisi_la_stft(mag, CFG, lookahead=lookahead)
+    assert [c.shape[-1] for c in chunks] == [0] * lookahead + [1] * (mag.shape[-1] - lookahead)
+    frames = torch.cat(chunks + [stream.flush()], dim=-1)
     assert frames.shape == mag.shape
-    assert torch.equal(frames, whole)
-    y = rtisi_la(mag, CFG, lookahead=lookahead)
-    assert samples.shape == y.shape == (default_length(mag.shape[-1], CFG),)
-    assert torch.allclose(samples, y, atol=1e-6)
+    assert torch.allclose(frames.abs(), mag, atol=1e-5)  # the committed frame keeps |X|
+    y = invert(mag, "rtisi-la", lookahead=lookahead)
+    assert y.shape == (default_length(mag.shape[-1], CFG),)
+    assert torch.allclose(istft(frames, CFG), y, atol=1e-6)
     with pytest.raises(RuntimeError):
         stream.push(mag[:, 0])
 
 
-def test_rtpghi_stream_equals_whole(short):
+@pytest.mark.parametrize("method", ["rtisi-la", "rtisi", "rtpghi"])
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_online_baseline_streams_equal_whole(short, method, chunk):
+    """The inverter's stream, fed ``chunk`` frames at a time, gives the whole call's samples."""
+    _, mag = short
+    inv = Inverter(method)
+    stream = inv.stream()
+    parts = [stream.push(mag[:, s:s + chunk]) for s in range(0, mag.shape[-1], chunk)]
+    samples = torch.cat(parts + [stream.flush()])
+    assert torch.allclose(samples, inv(mag), atol=1e-6)
+
+
+def test_rtpghi_frames_leave_at_once(short):
     _, mag = short
     stream = RtpghiStream(CFG)
-    chunks = [stream.push(mag[:, t]) for t in range(mag.shape[-1])]
-    assert all(c.frames.shape[-1] == 1 for c in chunks)  # causal: every frame leaves at once
-    frames = torch.cat([c.frames for c in chunks], dim=-1)
-    samples = torch.cat([c.samples for c in chunks])
-    assert torch.equal(frames, rtpghi_stft(mag, CFG))
-    assert torch.allclose(samples, rtpghi(mag, CFG), atol=1e-6)
+    frames = [stream.push(mag[:, t]) for t in range(mag.shape[-1])]
+    assert all(f.shape[-1] == 1 for f in frames)  # causal: every frame leaves at once
+    assert torch.allclose(istft(torch.cat(frames, -1), CFG), invert(mag, "rtpghi"), atol=1e-6)
 
 
 # ---------------------------------------------------------------- batches, devices, seeds
@@ -163,27 +170,29 @@ def test_batched_equals_one_by_one(speech, method):
     """In float64 (float32 rounding differs between batched and single FFTs, and RTISI-LA's
     iterations amplify it into audible-free but visible sample differences)."""
     mags = _batch(speech)
-    fn = BASELINES[method]
-    together = fn(mags, CFG)
-    alone = torch.stack([fn(m, CFG) for m in mags])
+    inv = Inverter(method)
+    together = inv(mags)
+    alone = torch.stack([inv(m) for m in mags])
     assert together.dtype == torch.float64
     assert torch.allclose(together, alone, atol=1e-9)
-    assert torch.allclose(fn(mags[:1], CFG), alone[:1], atol=1e-9)  # batch of one
+    assert torch.allclose(inv(mags[:1]), alone[:1], atol=1e-9)  # batch of one
 
 
 def test_griffin_lim_batched_equals_one_by_one(speech):
     mags = _batch(speech)
     phase = torch.rand(mags.shape, generator=torch.Generator().manual_seed(1)) * 6.28
-    together = griffin_lim(mags, CFG, n_iter=8, init_phase=phase)
-    alone = torch.stack([griffin_lim(m, CFG, n_iter=8, init_phase=p) for m, p in zip(mags, phase)])
+    together = griffin_lim_stft(mags, CFG, n_iter=8, init_phase=phase)
+    alone = torch.stack([griffin_lim_stft(m, CFG, n_iter=8, init_phase=p)
+                         for m, p in zip(mags, phase)])
     assert torch.allclose(together, alone, atol=1e-5)
 
 
 def test_griffin_lim_seeded_random_start(short):
     _, mag = short
-    run = lambda seed: griffin_lim(mag, CFG, 4, generator=torch.Generator().manual_seed(seed))
+    run = lambda seed: invert(mag, f"griffin-lim+iters=4+seed={seed}")
     assert torch.equal(run(3), run(3))
     assert not torch.allclose(run(3), run(4))
+    assert torch.equal(invert(mag, "gl4"), run(0))  # seed 0 unless given
 
 
 def test_griffin_lim_momentum_zero_is_plain_and_monotone(short):
@@ -202,8 +211,8 @@ def test_griffin_lim_momentum_zero_is_plain_and_monotone(short):
 def test_griffin_lim_cuda_matches_cpu(short):
     _, mag = short
     phase = torch.rand(mag.shape, generator=torch.Generator().manual_seed(2)) * 6.28
-    cpu = griffin_lim(mag, CFG, n_iter=5, init_phase=phase)
-    gpu = griffin_lim(mag.cuda(), CFG, n_iter=5, init_phase=phase.cuda())
+    cpu = griffin_lim_stft(mag, CFG, n_iter=5, init_phase=phase)
+    gpu = griffin_lim_stft(mag.cuda(), CFG, n_iter=5, init_phase=phase.cuda())
     assert gpu.is_cuda
     assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
 
@@ -251,39 +260,37 @@ def test_pghi_inverts_a_chirp():
     n = np.arange(16000) / 16000
     x = torch.from_numpy(np.cos(2 * np.pi * (300 * n + 1500 * n ** 2))).to(torch.float32)
     mag = stft(x, CFG).abs()
-    assert spectral_convergence_db(mag, pghi(mag, CFG)) < -25
-    assert spectral_convergence_db(mag, rtpghi(mag, CFG)) < -6
+    assert spectral_convergence_db(mag, invert(mag, "pghi")) < -25
+    assert spectral_convergence_db(mag, invert(mag, "rtpghi")) < -6
 
 
 # ---------------------------------------------------------------- interface
 
 
-def test_registry_shapes_and_length(short):
+def test_shapes_and_length(short):
     x, mag = short
-    assert set(BASELINES) == {"rtisi-la", "rtisi", "griffin-lim", "pghi", "rtpghi"}
     n_t = mag.shape[-1]
-    for name, fn in BASELINES.items():
-        kw = {"n_iter": 2} if name == "griffin-lim" else {}
-        y = fn(mag, CFG, **kw)
+    for name in CLASSICAL:
+        kw = {"iters": 2} if name == "griffin-lim" else {}
+        y = invert(mag, name, **kw)
         assert y.shape == (default_length(n_t, CFG),) == ((n_t + 1) * 256 - 1024,), name
         assert torch.isfinite(y).all(), name
-        assert fn(mag, CFG, length=len(x), **kw).shape == (len(x),), name
-    assert invert("pghi", mag, CFG).shape == (default_length(n_t, CFG),)
-    with pytest.raises(ValueError, match="unknown baseline 'lws'"):
-        invert("lws", mag, CFG)
+        assert invert(mag, name, length=len(x), **kw).shape == (len(x),), name
+    with pytest.raises(ValueError, match="unknown method 'lws'"):
+        invert(mag, "lws")
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", CLASSICAL)
 def test_bad_input_is_refused_with_a_message(name, short):
     _, mag = short
-    with pytest.raises(ValueError, match="257 bins; expected 513"):
-        BASELINES[name](mag[:257], CFG)
-    with pytest.raises(ValueError, match="real"):
-        BASELINES[name](mag.to(torch.complex64), CFG)
+    with pytest.raises(ValueError, match=r"257 bins \(n_fft=512\?\); expected 513"):
+        invert(mag[:257], name)
+    with pytest.raises(ValueError, match="negative"):
+        invert(-mag, name)
 
 
 def test_all_zero_input_gives_silence():
     mag = torch.zeros(CFG.n_bins, 12)
-    for name, fn in BASELINES.items():
-        y = fn(mag, CFG)
+    for name in CLASSICAL:
+        y = invert(mag, name)
         assert torch.equal(y, torch.zeros_like(y)), name

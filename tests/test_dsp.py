@@ -95,14 +95,16 @@ def test_istft_default_length() -> None:
 def test_streaming_overlap_add_equals_istft(cfg: StftConfig) -> None:
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 5 * cfg.n_fft + 11)))
     spec = stft(x, cfg)  # (3, K, T), leading batch dim
-    ola = OverlapAdd(cfg)
-    pieces = [ola.push(spec[..., t]) for t in range(spec.shape[-1])]
-    streamed = torch.cat(pieces, dim=-1)
     whole = istft(spec, cfg)
-    assert streamed.shape == whole.shape
-    assert (streamed - whole).abs().max() <= 1e-12
-    # every push after the warm-up delivers exactly one hop of final samples
-    assert all(p.shape[-1] == cfg.hop_length for p in pieces[cfg.pad // cfg.hop_length + 1:])
+    for chunk in (1, 3, spec.shape[-1]):
+        ola = OverlapAdd(cfg)
+        pieces = [ola.push(spec[..., t:t + chunk]) for t in range(0, spec.shape[-1], chunk)]
+        streamed = torch.cat(pieces, dim=-1)
+        assert streamed.shape == whole.shape
+        assert (streamed - whole).abs().max() <= 1e-12
+        if chunk == 1:  # every push after the warm-up delivers exactly one hop of final samples
+            assert all(p.shape[-1] == cfg.hop_length
+                       for p in pieces[cfg.pad // cfg.hop_length + 1:])
 
 
 def test_istft_rejects_wrong_bins_and_insufficient_overlap() -> None:

@@ -18,12 +18,12 @@ import torch
 from pesq import pesq
 from typer.testing import CliRunner
 
-from ppsi_cli.api import invert
-from ppsi_cli.batch import InvertOptions, Item, invert_items, predict_chunked
+import ppsi_cli.inverter
+from ppsi_cli import Inverter, invert
 from ppsi_cli.cli import app
 from ppsi_cli.config import StftConfig
 from ppsi_cli.dsp.stft import n_frames, stft
-from ppsi_cli.model import predict
+from ppsi_cli.model import NetworkStream, predict
 from ppsi_cli.spec_io import write_spectrogram
 from ppsi_cli.weights import load_weights
 
@@ -310,33 +310,89 @@ def test_batched_equals_one_by_one(tmp_path, speech, speech2, tiny_weights,
 
 
 @pytest.mark.parametrize("variant", ["online", "strided"])
-def test_invert_items_batched_equals_one_by_one_float64(speech, tiny_weights,
-                                                        tiny_strided_weights, variant) -> None:
+def test_many_batched_equals_one_by_one_float64(speech, tiny_weights, tiny_strided_weights,
+                                                variant) -> None:
     """The reference twin: in float64 a padded batch gives exactly the one-by-one waveforms."""
     model = load_weights(tiny_weights if variant == "online" else tiny_strided_weights)
     model.net.double()
+    inv = Inverter("ppsi" if variant == "online" else "ppsi-strided", model=model)
     x = speech[0]
-    items = [Item(stft(x[s:s + n], CFG).abs(), None) for s, n in ((8000, 8000), (20000, 5300),
-                                                                   (30000, 6500))]
-    assert {it.mag.shape[-1] % 2 for it in items} == {0, 1}
-    options = InvertOptions(method="ppsi" if variant == "online" else "ppsi-strided")
-    cpu = torch.device("cpu")
-    one = [invert_items([it], model, CFG, options, cpu)[0] for it in items]
-    three = invert_items(items, model, CFG, options, cpu)
-    for it, a, b in zip(items, one, three):
-        assert a.shape == b.shape == (spec_len(it.mag.shape[-1]),)
+    mags = [stft(x[s:s + n], CFG).abs() for s, n in ((8000, 8000), (20000, 5300), (30000, 6500))]
+    assert {m.shape[-1] % 2 for m in mags} == {0, 1}
+    one = [inv(m) for m in mags]
+    three = inv.many(mags)
+    for m, a, b in zip(mags, one, three):
+        assert a.shape == b.shape == (spec_len(m.shape[-1]),)
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-7)
 
 
-def test_predict_chunked_equals_predict(tiny_weights, tiny_strided_weights) -> None:
+def test_network_stream_chunks_equal_predict(tiny_weights, tiny_strided_weights) -> None:
+    """Any chunking of the network's input gives one call's phase differences (float64)."""
     mag = torch.rand(2, CFG.n_bins, 61, generator=torch.Generator().manual_seed(0)) ** 4
     for weights in (tiny_weights, tiny_strided_weights):
         net = load_weights(weights).net.double()
         b0, f0 = predict(net, mag.double())
-        for rows in (20, 60, 122):  # chunks of 10, 30 and all 61 frames
-            b1, f1 = predict_chunked(net, mag.double(), rows)
+        for chunk in (1, 3, 10, 30, 61):
+            stream = NetworkStream(net)
+            parts = [stream.push(mag[..., s:s + chunk].double())
+                     for s in range(0, 61, chunk)] + [stream.flush()]
+            parts = [p for p in parts if p is not None]
+            b1, f1 = (torch.cat([p[i] for p in parts], -1) for i in (1, 2))
             torch.testing.assert_close(b1, b0, atol=1e-12, rtol=0)
             torch.testing.assert_close(f1, f0, atol=1e-12, rtol=0)
+
+
+API_CLI_METHODS = ["ppsi", "ppsi-strided", "ppsi+refine=2", "ppsi-strided+refine=2", "oracle",
+                   "griffin-lim+iters=4", "rtisi", "rtisi-la", "pghi", "rtpghi"]
+
+
+@pytest.mark.parametrize("method", API_CLI_METHODS)
+def test_api_equals_cli_for_every_method(tmp_path, speech, tiny_weights, tiny_strided_weights,
+                                         method) -> None:
+    """``ppsi_cli.invert(mag, method=...)`` is what ``ppsi invert --subtype FLOAT`` writes."""
+    weights = tiny_strided_weights if method.startswith("ppsi-strided") else tiny_weights
+    audio = write(tmp_path / "in" / "a.wav", clip(speech, 0.6))
+    x = torch.from_numpy(read(audio).astype(np.float32))
+    if method == "oracle":  # copy synthesis: the complex STFT, cut to the audio's length
+        given, length = stft(x, CFG), len(x)
+        src = audio
+    else:
+        given, length = stft(x, CFG).abs(), None
+        src = tmp_path / "spec" / "a.npy"
+        src.parent.mkdir()
+        np.save(src, given.numpy())
+    result = run("invert", src, "-o", tmp_path / "out", "--method", method, "--weights", weights,
+                 "--device", "cpu", "--subtype", "FLOAT")
+    assert result.exit_code == 0, result.output
+    api = invert(given, method, weights=weights, length=length)
+    np.testing.assert_allclose(read(tmp_path / "out" / "a.wav"), api.numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["ppsi", "ppsi-strided"])
+def test_long_input_is_chunked_alike_in_api_and_cli(tmp_path, speech, tiny_weights,
+                                                    tiny_strided_weights, monkeypatch,
+                                                    method) -> None:
+    """A spectrogram longer than one chunk (here 16 frames): the CLI and the API chunk it
+    alike, and (in float64, where the random model's recursion does not amplify rounding) the
+    chunked result is the unchunked one."""
+    weights = tiny_strided_weights if method == "ppsi-strided" else tiny_weights
+    mag = stft(speech[0].float()[:40000], CFG).abs()  # 160 frames
+    np.save(tmp_path / "a.npy", mag.numpy())
+    whole = invert(mag, method, weights=weights)
+    monkeypatch.setitem(ppsi_cli.inverter.CHUNK_ROWS, "cpu", 16)
+    chunked = invert(mag, method, weights=weights)
+    result = run("invert", tmp_path / "a.npy", "-o", tmp_path / "out", "--method", method,
+                 "--weights", weights, "--device", "cpu", "--subtype", "FLOAT")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(read(tmp_path / "out" / "a.wav"), chunked.numpy(), rtol=0,
+                               atol=1e-6)
+    assert chunked.shape == whole.shape == (spec_len(160),)
+    model = load_weights(weights)
+    model.net.double()
+    inv = Inverter(method, model=model)
+    chunked64 = inv(mag.double())
+    monkeypatch.setitem(ppsi_cli.inverter.CHUNK_ROWS, "cpu", 4096)
+    np.testing.assert_allclose(chunked64.numpy(), inv(mag.double()).numpy(), rtol=0, atol=1e-9)
 
 
 def test_method_and_weights_must_agree(tmp_path, speech, tiny_weights) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ppsi_cli.api import StreamingInverter, invert
+from ppsi_cli import Inverter
 from ppsi_cli.config import ModelConfig, SolverConfig, StftConfig
 from ppsi_cli.dsp import stft
 from ppsi_cli.model import PhaseDiffNet, count_parameters, predict
@@ -109,9 +109,10 @@ def test_streaming_equals_whole_utterance(speech, strided: bool, frames: int) ->
     cfg = StftConfig()
     mag = stft(x, cfg).abs()[:, 60:60 + frames]
     model = LoadedModel(_net(strided, torch.float64), cfg, SolverConfig())
-    whole = invert(mag, model=model)
-    stream = StreamingInverter(model)
-    parts = [stream.push(mag[:, t]) for t in range(frames)] + [stream.flush()]
+    inv = Inverter("ppsi-strided" if strided else "ppsi", model=model)
+    whole = inv(mag)
+    stream = inv.stream()
+    parts = [stream.push(mag[:, t:t + 1]) for t in range(frames)] + [stream.flush()]
     streamed = torch.cat(parts)
     assert streamed.shape == whole.shape == ((frames + 1) * 256 - 1024,)
     assert torch.allclose(streamed, whole, atol=1e-7 * whole.abs().max())

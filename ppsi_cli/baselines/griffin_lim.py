@@ -22,18 +22,6 @@ from ..config import StftConfig
 from ..dsp.stft import default_length, istft, n_frames, stft
 
 
-def _check_mag(mag: torch.Tensor, cfg: StftConfig) -> None:
-    if mag.dim() < 2:
-        raise ValueError(f"magnitude must have shape (..., freq, time), got {tuple(mag.shape)}")
-    if mag.shape[-2] != cfg.n_bins:
-        raise ValueError(
-            f"spectrogram has {mag.shape[-2]} bins; expected {cfg.n_bins} (n_fft={cfg.n_fft})")
-    if mag.shape[-1] < 1:
-        raise ValueError("spectrogram has no frames")
-    if torch.is_complex(mag):
-        raise ValueError("magnitude must be real; pass spec.abs()")
-
-
 def _with_phase(mag: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``mag * exp(j angle(c))`` (angle 0 where ``c`` is 0)."""
     return torch.polar(mag, torch.angle(c))
@@ -51,12 +39,7 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
     consistency projection also zero the samples after the signal. ``n_iter = 0`` returns the
     initial estimate.
     """
-    _check_mag(mag, cfg)
-    if n_iter < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-    mag = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
+    assert mag.is_floating_point() and n_iter >= 0 and 0 <= momentum <= 1, (n_iter, momentum)
     n_t = mag.shape[-1]
     if init_phase is None:
         phase = torch.rand(mag.shape, generator=generator, dtype=mag.dtype, device=mag.device)
@@ -76,15 +59,3 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
         c = t + momentum * (t - t_prev) if momentum else t
         t_prev = t
     return _with_phase(mag, c)
-
-
-def griffin_lim(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32, momentum: float = 0.99,
-                init_phase: torch.Tensor | None = None, length: int | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Fast Griffin-Lim waveform (..., L) from magnitudes (..., F, T); see :func:`griffin_lim_stft`.
-
-    L is ``length`` or the ISTFT default ``(T + 1) * hop_length - win_length``.
-    """
-    spec = griffin_lim_stft(mag, cfg, n_iter=n_iter, momentum=momentum, init_phase=init_phase,
-                            length=length, generator=generator)
-    return istft(spec, cfg, length)

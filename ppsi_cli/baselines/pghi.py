@@ -30,14 +30,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ..config import StftConfig
-from ..dsp.stft import OverlapAdd, istft
-from .griffin_lim import _check_mag
 
 _GAMMA = {"hann": 0.25645, "hamming": 0.29794, "blackman": 0.17954}
 LOG_FLOOR = 1e-5  # log-magnitudes are floored at this x the (frame's or file's) maximum
@@ -81,7 +78,6 @@ def phase_gradients(mag: torch.Tensor, cfg: StftConfig,
     RTPGHI does, otherwise the centred one (one-sided at the ends). The log floor is relative to
     each frame's maximum when causal, else to the file's.
     """
-    _check_mag(mag, cfg)
     a = mag.detach().cpu().to(torch.float64).numpy()
     a = np.swapaxes(a, -1, -2)  # (..., T, K)
     peak = a.max(axis=-1, keepdims=True) if causal else a.max(axis=(-1, -2), keepdims=True)
@@ -150,21 +146,13 @@ def pghi_stft(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6) -> torch.Te
 
     Bins below ``tol`` x the file's maximum magnitude get phase 0.
     """
-    _check_mag(mag, cfg)
-    if not 0 <= tol < 1:
-        raise ValueError(f"tol must be in [0, 1), got {tol}")
+    assert 0 <= tol < 1, tol
     tg, fg = phase_gradients(mag, cfg, causal=False)
     a, tg, fg = _flat_batch(mag), _flat_batch(tg), _flat_batch(fg)
     ph = np.stack([_heap_offline(a[b], tg[b], fg[b], tol) for b in range(a.shape[0])])
     ph = torch.from_numpy(np.swapaxes(ph, -1, -2).copy()).reshape(mag.shape)
     mag = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
     return torch.polar(mag, ph.to(dtype=mag.dtype, device=mag.device))
-
-
-def pghi(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6,
-         length: int | None = None) -> torch.Tensor:
-    """Offline PGHI waveform (..., L) from magnitudes (..., F, T); see :func:`pghi_stft`."""
-    return istft(pghi_stft(mag, cfg, tol), cfg, length)
 
 
 def _heap_frame(a: list[float], tg: list[float], fg: list[float], a_prev: list[float],
@@ -205,35 +193,23 @@ def _heap_frame(a: list[float], tg: list[float], fg: list[float], a_prev: list[f
         push(heap, (-a[seed], seed + n_k))
 
 
-class Chunk(NamedTuple):
-    """What a streaming inverter returns per call.
-
-    ``samples`` (..., n) are final waveform samples; ``frames`` (..., F, m) are the complex STFT
-    frames committed by this call (m = 0 or 1 per push, more on flush).
-    """
-
-    samples: torch.Tensor
-    frames: torch.Tensor
-
-
 class RtpghiStream:
-    """Online RTPGHI: push one magnitude frame (..., F) at a time, get its samples at once.
+    """Online RTPGHI: push one magnitude frame (..., F) at a time, get it back with its phase
+    (..., F, 1), committed at once; nothing is left to flush.
 
-    Causal: frame t uses the magnitudes of frames t and t-1 and the phase of frame t-1 only.
-    Each push returns that frame (committed immediately) and the ``hop_length`` samples it makes
-    final (fewer at the start, inside the padding); nothing is left to flush. The concatenation of
-    all pushes equals :func:`rtpghi` with the ISTFT's default length.
+    Causal: frame t uses the magnitudes of frames t and t-1 and the phase of frame t-1 only. A
+    frame source of :class:`ppsi_cli.inverter.Inverter`, which validates the input and
+    overlap-adds the frames.
     """
 
     def __init__(self, cfg: StftConfig, tol: float = 1e-6):
         if not 0 <= tol < 1:
             raise ValueError(f"tol must be in [0, 1), got {tol}")
         self.cfg, self.tol = cfg, tol
-        self._ola = OverlapAdd(cfg)
         self._s: np.ndarray | None = None  # log-magnitude of the previous frame (B, K)
         self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a, phase, tgrad
 
-    def push(self, mag: torch.Tensor) -> Chunk:
+    def push(self, mag: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if mag.shape[-1] != cfg.n_bins:
             raise ValueError(
@@ -257,17 +233,4 @@ class RtpghiStream:
         self._prev = (a, ph, tg)
         m = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
         frame = torch.polar(m, torch.from_numpy(ph).reshape(m.shape).to(m.dtype).to(m.device))
-        return Chunk(self._ola.push(frame), frame.unsqueeze(-1))
-
-
-def rtpghi_stft(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6) -> torch.Tensor:
-    """RTPGHI (causal) complex STFT (..., F, T) from magnitudes (..., F, T), frame by frame."""
-    _check_mag(mag, cfg)
-    stream = RtpghiStream(cfg, tol)
-    return torch.cat([stream.push(mag[..., t]).frames for t in range(mag.shape[-1])], dim=-1)
-
-
-def rtpghi(mag: torch.Tensor, cfg: StftConfig, tol: float = 1e-6,
-           length: int | None = None) -> torch.Tensor:
-    """RTPGHI waveform (..., L) from magnitudes (..., F, T); equals the concatenated stream."""
-    return istft(rtpghi_stft(mag, cfg, tol), cfg, length)
+        return frame.unsqueeze(-1)

@@ -38,9 +38,7 @@ import math
 import torch
 
 from ..config import StftConfig
-from ..dsp.stft import OverlapAdd, _wsum_period, istft, window
-from .griffin_lim import _check_mag
-from .pghi import Chunk
+from ..dsp.stft import _wsum_period, window
 
 FALLBACK = 1e-9  # weight of the centred-impulse phase, relative to the frame's peak magnitude
 MOMENTUM = 0.7
@@ -60,10 +58,10 @@ def default_lookahead(cfg: StftConfig) -> int:
 class RtisiLaStream:
     """Online RTISI-LA: push one magnitude frame (..., F), get the frames it commits.
 
-    Each push returns a :class:`Chunk` with the committed complex frame (none during the first
-    ``lookahead`` pushes) and the waveform samples it makes final; :meth:`flush` commits the last
-    ``lookahead`` frames. The concatenated samples equal :func:`rtisi_la` with the ISTFT's default
-    length. Leading dimensions (a batch) are kept.
+    Each push returns the committed complex frames (..., F, m): none during the first
+    ``lookahead`` pushes, then one; :meth:`flush` commits the last ``lookahead`` frames. A frame
+    source of :class:`ppsi_cli.inverter.Inverter`, which validates the input and overlap-adds the
+    frames. Leading dimensions (a batch) are kept.
     """
 
     def __init__(self, cfg: StftConfig, lookahead: int | None = None, n_iter: int = 5,
@@ -77,7 +75,6 @@ class RtisiLaStream:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         self.cfg, self.lookahead, self.n_iter, self.momentum = cfg, lookahead, n_iter, momentum
         self._back = default_lookahead(cfg)  # committed frames that overlap an uncommitted one
-        self._ola = OverlapAdd(cfg)
         self._pushed = 0  # frames shifted in (flush adds silent ones)
         self._end: int | None = None  # padded-domain end of the signal, known at flush
         self._lead: tuple[int, ...] | None = None
@@ -139,7 +136,7 @@ class RtisiLaStream:
         self._frames[slot] = new
         return z
 
-    def _step(self, mag: torch.Tensor) -> Chunk:
+    def _step(self, mag: torch.Tensor) -> torch.Tensor:
         """Shift in ``mag`` (B, F), iterate, commit the oldest uncommitted frame."""
         cfg, n, hop = self.cfg, self.cfg.n_fft, self.cfg.hop_length
         self._frames = self._frames[1:] + [torch.zeros_like(self._frames[0])]
@@ -166,63 +163,29 @@ class RtisiLaStream:
             z = torch.polar(self._mags[0], torch.angle(z))
             self._frames[self._back] = torch.fft.irfft(z, n=n, dim=-1).mul_(self._win)
         frame = z.reshape(*self._lead, cfg.n_bins)
-        return Chunk(self._ola.push(frame), frame.unsqueeze(-1))
+        return frame.unsqueeze(-1)
 
-    def _empty(self) -> Chunk:
-        lead = self._lead or ()
-        f = self._centre.new_zeros(*lead, self.cfg.n_bins, 0)
-        return Chunk(self._win.new_zeros(*lead, 0), f)
+    def _empty(self) -> torch.Tensor:
+        return self._centre.new_zeros(*(self._lead or ()), self.cfg.n_bins, 0)
 
-    def push(self, mag: torch.Tensor) -> Chunk:
-        """Add magnitude frame (..., F); return the committed frame and the final samples."""
+    def push(self, mag: torch.Tensor) -> torch.Tensor:
+        """Add magnitude frame (..., F); return the frames committed (..., F, 0 or 1)."""
         if self._end is not None:
             raise RuntimeError("stream was flushed; start a new one")
-        if mag.shape[-1] != self.cfg.n_bins:
-            raise ValueError(f"frame has {mag.shape[-1]} bins; expected {self.cfg.n_bins} "
-                             f"(n_fft={self.cfg.n_fft})")
-        if torch.is_complex(mag):
-            raise ValueError("magnitude must be real; pass spec.abs()")
-        mag = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
+        assert mag.shape[-1] == self.cfg.n_bins and mag.is_floating_point(), mag.shape
         if self._lead is None:
             self._setup(mag)
-        elif tuple(mag.shape[:-1]) != self._lead:
-            raise ValueError(f"frame has leading shape {tuple(mag.shape[:-1])}; the stream "
-                             f"started with {self._lead}")
+        assert tuple(mag.shape[:-1]) == self._lead, (mag.shape, self._lead)
         return self._step(mag.reshape(-1, self.cfg.n_bins))
 
-    def flush(self) -> Chunk:
+    def flush(self) -> torch.Tensor:
         """Commit the remaining look-ahead frames: the signal ends after the last frame pushed."""
         if self._end is not None:
             raise RuntimeError("stream was already flushed")
         if self._lead is None:
             self._end = 0
-            return Chunk(torch.zeros(0), torch.zeros(self.cfg.n_bins, 0, dtype=torch.complex64))
+            return torch.zeros(self.cfg.n_bins, 0, dtype=torch.complex64)
         self._end = self._pushed * self.cfg.hop_length
         silent = torch.zeros_like(self._mags[0])
-        chunks = [self._step(silent) for _ in range(self.lookahead)] or [self._empty()]
-        return Chunk(torch.cat([c.samples for c in chunks], -1),
-                     torch.cat([c.frames for c in chunks], -1))
-
-
-def rtisi_la_stft(mag: torch.Tensor, cfg: StftConfig, lookahead: int | None = None,
-                  n_iter: int = 5, momentum: float = MOMENTUM) -> torch.Tensor:
-    """RTISI-LA complex STFT (..., F, T) from magnitudes (..., F, T), run as the stream does."""
-    _check_mag(mag, cfg)
-    stream = RtisiLaStream(cfg, lookahead, n_iter, momentum)
-    frames = [stream.push(mag[..., t]).frames for t in range(mag.shape[-1])]
-    return torch.cat(frames + [stream.flush().frames], dim=-1)
-
-
-def rtisi_la(mag: torch.Tensor, cfg: StftConfig, lookahead: int | None = None, n_iter: int = 5,
-             momentum: float = MOMENTUM, length: int | None = None) -> torch.Tensor:
-    """RTISI-LA waveform (..., L) from magnitudes (..., F, T); see :class:`RtisiLaStream`.
-
-    ``lookahead`` defaults to ceil(win_length / hop_length) - 1; ``n_iter`` sweeps per frame.
-    """
-    return istft(rtisi_la_stft(mag, cfg, lookahead, n_iter, momentum), cfg, length)
-
-
-def rtisi(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 5, momentum: float = MOMENTUM,
-          length: int | None = None) -> torch.Tensor:
-    """RTISI: :func:`rtisi_la` without look-ahead."""
-    return rtisi_la(mag, cfg, 0, n_iter, momentum, length)
+        return torch.cat([self._step(silent) for _ in range(self.lookahead)] or [self._empty()],
+                         dim=-1)

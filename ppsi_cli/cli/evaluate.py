@@ -18,8 +18,9 @@ from .common import err, fail, out
 def eval_cmd(
     data: Path = typer.Argument(..., help="Folder of reference speech (copy synthesis)."),
     methods: str = typer.Option("ppsi,ppsi-strided,oracle,rtisi-la,gl32,gl100,pghi",
-                                help="Comma-separated: ppsi, ppsi-strided, ppsi+gl32, oracle, "
-                                     "rtisi-la, gl32, gl100, pghi, rtpghi."),
+                                help="Comma-separated methods, options as +KEY=VALUE: ppsi, "
+                                     "ppsi-strided (+refine=N), oracle, griffin-lim (+iters=N, "
+                                     "alias glN), rtisi, rtisi-la, pghi, rtpghi."),
     weights_online: Optional[Path] = typer.Option(None, help="Online weights (default shipped)."),
     weights_strided: Optional[Path] = typer.Option(None, help="Strided weights (default shipped)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evenly spaced subset of N files."),
@@ -30,13 +31,12 @@ def eval_cmd(
                                          "95 % CI, paired t-test p, share of files A is higher)."),
 ) -> None:
     """Mean ± std of WB-PESQ, ESTOI, LSC and seconds per audio second (one thread) per method."""
-    from ..evaluate import EvalOptions, eval_files, evaluate, paired, parse_pairs
+    from ..evaluate import EvalOptions, eval_files, evaluate
 
     try:
-        options = EvalOptions(tuple(m.strip() for m in methods.split(",") if m.strip()),
-                              str(weights_online) if weights_online else None,
-                              str(weights_strided) if weights_strided else None, limit, jobs)
-        pairs = parse_pairs(compare, options.methods)
+        options = EvalOptions(methods, str(weights_online) if weights_online else None,
+                              str(weights_strided) if weights_strided else None, limit, jobs,
+                              compare)
         n = len(eval_files(data, limit))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
@@ -58,14 +58,12 @@ def eval_cmd(
                  f"{s[k]['mean']:.2f} ± {s[k]['std']:.2f}" for k in ("pesq", "estoi", "lsc")]
         table.add_row(m, *cells, f"{s['seconds_per_audio_second']:.4f}")
     out.print(table)
-    if pairs:
-        result["paired"] = {f"{a}:{b}": {k: paired(result["rows"], a, b, k) for k in
-                                         ("pesq", "estoi")} for a, b in pairs}
+    if options.pairs:
         ptable = Table(title="paired per file, A − B")
         for col in ("A − B", "WB-PESQ ± s.e.", "95 % CI", "p", "A higher", "ESTOI ± s.e."):
             ptable.add_column(col, justify="left" if col == "A − B" else "right",
                               no_wrap=col == "A − B")
-        for (a, b), entry in zip(pairs, result["paired"].values()):
+        for (a, b), entry in zip(options.pairs, result["paired"].values()):
             q, e = entry["pesq"], entry["estoi"]
             ptable.add_row(f"{a} − {b}", f"{q['mean']:+.3f} ± {q['sem']:.3f}",
                            f"[{q['ci95'][0]:+.3f}, {q['ci95'][1]:+.3f}]", f"{q['p']:.2g}",

@@ -14,15 +14,16 @@ from .common import fail, out
 
 @app.command()
 def info(
-    weights: Optional[Path] = typer.Option(None, help="A weights file (default: shipped ones, "
-                                           "or the default configs if none are shipped)."),
+    weights: Optional[Path] = typer.Option(None, help="A weights file (default: every shipped "
+                                           "one, checked against its SHA-256)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Describe the model(s): parameter count, multiply-adds per frame, STFT, latency."""
-    from ..describe import describe_default, describe_weights
+    """Describe the model(s): file and SHA-256, parameters, multiply-adds per frame, STFT,
+    latency."""
+    from ..describe import describe_shipped, describe_weights
 
     try:
-        rows = [describe_weights(str(weights))] if weights else describe_default()
+        rows = [describe_weights(str(weights))] if weights else describe_shipped()
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if json_out:
@@ -30,6 +31,8 @@ def info(
         return
     for r in rows:
         out.print(f"[bold]{r['variant']}[/] ({r['source']})", highlight=False)
+        if "sha256" in r:
+            out.print(f"  SHA-256             {r['sha256']} (verified)", soft_wrap=True)
         out.print(f"  parameters          {r['parameters']:,}")
         out.print(f"  multiply-adds/frame {r['macs_per_frame']:,} (CNN, amortised over "
                   f"{r['frames_per_pass']} frame(s) per pass)")

@@ -28,13 +28,18 @@ def invert(
     inputs: Path = typer.Argument(..., help="A spectrogram/audio file or a folder (recursive)."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the input tree)."),
     method: str = typer.Option("ppsi", help="ppsi | ppsi-strided | oracle | rtisi-la | rtisi | "
-                                            "griffin-lim | pghi | rtpghi"),
+                                            "griffin-lim | pghi | rtpghi; options as +KEY=VALUE "
+                                            "(e.g. griffin-lim+iters=100)"),
     weights: Optional[Path] = typer.Option(None, help="Weights file (default: shipped weights)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    iters: int = typer.Option(32, min=1, help="Griffin-Lim iterations."),
-    momentum: float = typer.Option(0.99, help="Fast Griffin-Lim momentum (0: plain GL)."),
-    refine: int = typer.Option(0, min=0, help="Fast Griffin-Lim iterations warm-started from the "
-                                              "ppsi phase (offline, best quality)."),
+    iters: Optional[int] = typer.Option(None, help="Iterations: Griffin-Lim (default 32), "
+                                                   "RTISI(-LA) sweeps per frame (default 5)."),
+    momentum: Optional[float] = typer.Option(None, help="Momentum: fast Griffin-Lim and --refine "
+                                                        "(default 0.99; 0: plain GL), RTISI(-LA) "
+                                                        "(default 0.7)."),
+    refine: Optional[int] = typer.Option(None, help="ppsi methods: fast Griffin-Lim iterations "
+                                                    "warm-started from the ppsi phase (offline, "
+                                                    "best quality)."),
     subtype: str = typer.Option("PCM_16", help="PCM_16 | PCM_24 | FLOAT"),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip existing outputs."),
@@ -49,12 +54,11 @@ def invert(
     import torch
 
     from ..batch import InvertOptions, Summary, find_inputs, run_batch, run_sharded
+    from ..inverter import resolve_device
 
     try:
         i, n = _parse_shard(shard)
-        dev = "cuda" if gpus else device
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = str(resolve_device("cuda" if gpus else device))
         options = InvertOptions(method=method, weights=str(weights) if weights else None,
                                 device=dev, iters=iters, momentum=momentum, refine=refine,
                                 subtype=subtype, force=force, skip_existing=skip_existing,

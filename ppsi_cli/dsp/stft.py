@@ -24,6 +24,32 @@ def window(cfg: StftConfig, dtype=torch.float32, device=None) -> torch.Tensor:
     return w.to(dtype=dtype, device=device)
 
 
+def check_spectrogram(x: torch.Tensor, cfg: StftConfig, complex_ok: bool = False) -> None:
+    """The one validator of spectrograms given to ppsi: shape (..., n_bins, T >= 1), finite,
+    real and non-negative (or complex where ``complex_ok``). Raises ValueError naming the
+    problem."""
+    name = "spectrogram" if x.is_complex() else "magnitude"
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (..., freq, time), got {tuple(x.shape)}")
+    if x.is_complex() and not complex_ok:
+        raise ValueError("magnitude is complex; pass real magnitudes (abs of the STFT)")
+    if not (x.is_complex() or x.is_floating_point()):
+        raise ValueError(f"{name} has dtype {x.dtype}; expected floating point")
+    bins = x.shape[-2]
+    if bins != cfg.n_bins:
+        hint = f" (n_fft={2 * (bins - 1)}?)" if bins > 1 else ""
+        raise ValueError(f"{name} has {bins} bins{hint}; expected {cfg.n_bins} "
+                         f"(n_fft={cfg.n_fft})")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} has zero frames")
+    if not torch.isfinite(x).all():
+        bad = "NaN" if torch.isnan(x).any() else "Inf"
+        raise ValueError(f"{name} contains {bad} values")
+    if not x.is_complex() and (x < 0).any():
+        raise ValueError(f"magnitude contains negative values (min {x.min().item():.3g}); "
+                         "expected a linear magnitude")
+
+
 def n_frames(length: int, cfg: StftConfig) -> int:
     """Number of frames the STFT of ``length`` samples has."""
     if length < 1:
@@ -96,28 +122,32 @@ def istft(spec: torch.Tensor, cfg: StftConfig, length: int | None = None) -> tor
 
 
 class OverlapAdd:
-    """Streaming ISTFT: push one complex frame (..., F) at a time, get the samples made final.
+    """Streaming ISTFT: push complex frames (..., F, n) a chunk at a time, get the samples they
+    make final (``n * hop_length`` of them, fewer inside the leading padding).
 
-    The concatenation of all pushes equals ``istft(frames, cfg)`` with its default length.
+    The concatenation of all pushes equals ``istft(frames, cfg)`` with its default length, for
+    any chunking (to float rounding).
     """
 
     def __init__(self, cfg: StftConfig):
         self.cfg = cfg
-        self._buf: torch.Tensor | None = None
-        self._pos = 0  # padded-domain index of the buffer start
+        self._carry: torch.Tensor | None = None  # overlap not yet final, (..., n_fft - hop)
+        self._pos = 0  # padded-domain index of the carry's first sample
         self._per: torch.Tensor | None = None
 
-    def push(self, frame: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
-        t = _frames_time(frame.unsqueeze(-1), cfg)[..., 0, :]  # (..., N)
-        if self._buf is None:
-            self._buf = torch.zeros_like(t)
+    def push(self, frames: torch.Tensor) -> torch.Tensor:
+        cfg, hop = self.cfg, self.cfg.hop_length
+        t = _frames_time(frames, cfg)  # (..., n, N)
+        lead, (n, size) = t.shape[:-2], t.shape[-2:]
+        total = (n - 1) * hop + size
+        y = torch.nn.functional.fold(t.reshape(-1, n, size).transpose(1, 2), (1, total),
+                                     (1, size), stride=(1, hop)).reshape(*lead, total)
+        if self._carry is None:
             self._per = _wsum_period(cfg, t.dtype, t.device)
-        self._buf = self._buf + t
-        hop = cfg.hop_length
-        out = self._buf[..., :hop] / self._per
-        self._buf = torch.nn.functional.pad(self._buf[..., hop:], (0, hop))
-        start = self._pos
-        self._pos += hop
-        skip = max(0, cfg.pad - start)
-        return out[..., min(skip, hop):]
+        else:
+            y[..., :self._carry.shape[-1]] += self._carry
+        done = n * hop
+        self._carry = y[..., done:]
+        out = y[..., :done] / self._per.repeat(n)
+        start, self._pos = self._pos, self._pos + done
+        return out[..., max(0, cfg.pad - start):]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..dsp.stft import istft, stft
+from ..dsp.stft import stft
 from ..model import PhaseDiffNet, count_parameters
 from ..weights import save_weights
 from . import distributed as dist
@@ -144,17 +144,18 @@ class Trainer:
     @torch.no_grad()
     def eval_quality(self) -> dict[str, float]:
         """WB-PESQ / ESTOI of the full online pipeline on the first validation files."""
-        from ..api import ppsi_spectrogram
+        from ..inverter import Inverter
         from ..metrics import estoi, pesq_wb
+        from ..weights import LoadedModel
 
-        net = copy.deepcopy(self.net).cpu().eval()
+        net = copy.deepcopy(getattr(self.net, "module", self.net)).cpu().eval()
         scfg, sr = self.cfg.stft, self.cfg.stft.sample_rate
+        inv = Inverter("ppsi-strided" if net.cfg.strided else "ppsi",
+                       model=LoadedModel(net, scfg, self.cfg.solver))
         pesqs, estois = [], []
         for audio in self.val.audio[: self.cfg.eval_files]:
             x = torch.from_numpy(audio[: 8 * sr]).double()
-            spec = stft(x, scfg)
-            y = istft(ppsi_spectrogram(net, spec.abs(), scfg, self.cfg.solver), scfg,
-                      len(x)).numpy()
+            y = inv(stft(x, scfg).abs(), len(x)).numpy()
             try:
                 pesqs.append(pesq_wb(x.numpy(), y, sr))
                 estois.append(estoi(x.numpy(), y, sr))

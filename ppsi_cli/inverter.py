@@ -1,0 +1,280 @@
+"""The one path from magnitudes to a waveform, for every method of :mod:`ppsi_cli.methods`.
+
+    inv = Inverter("ppsi")                 # shipped online weights, their STFT and solver
+    wave = inv(mag)                        # (..., K, T) magnitudes -> (..., L) waveform
+    stream = inv.stream()                  # online form: push (..., K, n) chunks, then flush
+
+The input is validated once, here. Online methods (ppsi, ppsi-strided, oracle, RTISI(-LA),
+RTPGHI) run as a stream over chunks of frames, so memory stays bounded whatever the length: a
+frame source turns magnitude chunks into complex STFT frames (network + least squares after
+Fernandez et al., arXiv 2505.24498, and Masuyama et al., IEEE/ACM TASLP 2023; or a classical
+stream) and :class:`~ppsi_cli.dsp.stft.OverlapAdd` turns those into samples. Offline methods
+(Griffin-Lim, PGHI, ``refine``) take the whole utterance. A complex input is a copy synthesis:
+its magnitudes are used, and ``oracle`` (which needs it) also uses its true phase differences.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import SolverConfig, StftConfig
+from .dsp.features import floor_frame
+from .dsp.phase import bpd, fpd
+from .dsp.stft import OverlapAdd, check_spectrogram, default_length, istft
+from .integrate import PhaseIntegrator
+from .methods import Method, parse_method
+from .model import NetworkStream
+from .weights import LoadedModel, load_model, load_weights
+
+#: Frames x items per chunk: bounds the working memory of a stream (2048 frames of 513 bins are
+#: ~40 MB of least-squares systems); the result does not depend on it.
+CHUNK_ROWS = {"cpu": 2048, "cuda": 65536}
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` (CUDA if present) | ``cpu`` | ``cuda[:N]``; asking for CUDA without it is an error."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available on this machine")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+def fit_length(wave: torch.Tensor, length: int | None) -> torch.Tensor:
+    """Cut ``wave`` (..., L) to ``length`` samples, or pad it with zeros to them."""
+    if length is None or length == wave.shape[-1]:
+        return wave
+    if length < wave.shape[-1]:
+        return wave[..., :length]
+    return torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
+
+
+class _NetworkSource:
+    """ppsi: CNN phase differences, integrated by the least squares."""
+
+    def __init__(self, model: LoadedModel, cfg: StftConfig, solver: SolverConfig,
+                 device: torch.device):
+        self.net = NetworkStream(model.net)
+        self.integ = PhaseIntegrator(cfg, solver, device)
+
+    def _frames(self, got):
+        if got is None or got[0].shape[-1] == 0:
+            return None
+        mag, b, f = got
+        return self.integ.push(mag, b.to(mag.dtype), f.to(mag.dtype))
+
+    def push(self, mag: torch.Tensor, last: bool = False):
+        return self._frames(self.net.push(mag, last))
+
+    def flush(self):
+        return self._frames(self.net.flush())
+
+
+class _OracleSource:
+    """The ceiling: the least squares from the true phase differences of a complex STFT."""
+
+    def __init__(self, cfg: StftConfig, solver: SolverConfig, device: torch.device):
+        self.cfg = cfg
+        self.integ = PhaseIntegrator(cfg, solver, device)
+        self._last: torch.Tensor | None = None  # previous complex frame (B, K, 1)
+
+    def push(self, spec: torch.Tensor, last: bool = False):
+        b = bpd(spec if self._last is None else torch.cat([self._last, spec], -1), self.cfg)
+        b = b[..., b.shape[-1] - spec.shape[-1]:]
+        self._last = spec[..., -1:]
+        return self.integ.push(spec.abs(), b, fpd(spec))
+
+    def flush(self):
+        return None
+
+
+class _FrameSource:
+    """A classical online stream (RTISI-LA, RTPGHI), fed frame by frame."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def push(self, mag: torch.Tensor, last: bool = False):
+        frames = [self.stream.push(mag[..., i]) for i in range(mag.shape[-1])]
+        frames = [f for f in frames if f.shape[-1]]
+        return torch.cat(frames, dim=-1) if frames else None
+
+    def flush(self):
+        if not hasattr(self.stream, "flush"):
+            return None
+        frames = self.stream.flush()
+        return frames if frames.shape[-1] else None
+
+
+class Stream:
+    """Online inversion: ``push(x (..., K, n))`` returns the samples that became final,
+    ``flush()`` the rest once the input has ended. Any chunking (n = 1: frame by frame) gives the
+    same samples; their concatenation equals :class:`Inverter` on the whole input with its
+    default length, ``(T + 1) * hop_length - win_length`` samples."""
+
+    def __init__(self, inverter: "Inverter"):
+        self.inverter = inverter
+        self.source = inverter._source()
+        self.ola = OverlapAdd(inverter.stft)
+        self._lead: tuple[int, ...] | None = None
+        self._done = False
+
+    def push(self, x: torch.Tensor) -> torch.Tensor:
+        return self._push(self.inverter._checked(x, whole=False))
+
+    def _push(self, x: torch.Tensor, last: bool = False) -> torch.Tensor:
+        if self._done:
+            raise RuntimeError("stream was flushed; start a new one")
+        lead = tuple(x.shape[:-2])
+        if self._lead is None:
+            self._lead = lead
+        elif lead != self._lead:
+            raise ValueError(f"chunk has leading shape {lead}; the stream started with "
+                             f"{self._lead}")
+        return self._samples(self.source.push(x.reshape(-1, *x.shape[-2:]), last))
+
+    def flush(self) -> torch.Tensor:
+        if self._done:
+            raise RuntimeError("stream was already flushed")
+        self._done = True
+        return self._samples(self.source.flush())
+
+    def _samples(self, frames: torch.Tensor | None) -> torch.Tensor:
+        lead = self._lead or ()
+        if frames is None:
+            return torch.zeros(*lead, 0, device=self.inverter.device)
+        return self.ola.push(frames).reshape(*lead, -1)
+
+
+class Inverter:
+    """Magnitudes (..., K, T) -> waveforms (..., L) with one method, weights, STFT and device.
+
+    ``method`` is a spelling of :func:`~ppsi_cli.methods.parse_method` (or a Method) and
+    ``options`` override its options. Network methods use ``model`` (a loaded one), else
+    ``weights`` (a file), else the shipped weights of their variant; ``stft`` and ``solver``
+    default to the model's (without a model: :class:`StftConfig` and :class:`SolverConfig`).
+    """
+
+    def __init__(self, method: str | Method = "ppsi", *, weights: str | None = None,
+                 model: LoadedModel | None = None, stft: StftConfig | None = None,
+                 solver: SolverConfig | None = None, device: str | torch.device = "cpu",
+                 **options):
+        self.method = parse_method(method, **options)
+        self.device = resolve_device(device)
+        if model is None and (weights is not None or self.method.uses_network):
+            model = (load_model(weights, self.method.variant, self.device)
+                     if self.method.uses_network else load_weights(weights, self.device))
+        if model is not None:
+            model.net.to(self.device)
+        self.model = model
+        if self.method.uses_network and model.net.cfg.strided != (
+                self.method.variant == "strided"):
+            kind = "strided" if model.net.cfg.strided else "online"
+            raise ValueError(f"method {self.method.name} but the weights hold a {kind} model")
+        self.stft = stft or (model.stft if model else StftConfig())
+        if self.method.uses_network and self.stft != model.stft:
+            raise ValueError(f"the weights were trained for {model.stft}, not {self.stft}")
+        self.solver = solver or (model.solver if model else SolverConfig())
+
+    # --- the edge: validation, once ------------------------------------------------------
+    def _checked(self, x: torch.Tensor, whole: bool = True) -> torch.Tensor:
+        """``x`` validated and on the device (complex -> magnitudes unless oracle); ``whole``:
+        a whole input, which needs enough frames to make audio (a stream's chunk need not)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if not (x.is_complex() or x.is_floating_point()):
+            x = x.to(torch.float32)
+        check_spectrogram(x, self.stft, complex_ok=True)
+        need = -(-self.stft.win_length // self.stft.hop_length)
+        if whole and x.shape[-1] < need:
+            raise ValueError(f"{x.shape[-1]} frame(s); at least {need} are needed to make audio "
+                             f"(win_length {self.stft.win_length} / hop {self.stft.hop_length})")
+        if self.method.name == "oracle":
+            if not x.is_complex():
+                raise ValueError("method oracle needs the complex STFT (audio input): it uses "
+                                 "the true phase")
+        elif x.is_complex():
+            x = x.abs()
+        # one memory layout, whatever the caller's: float rounding then never depends on it
+        return x.to(self.device).contiguous()
+
+    # --- whole utterances ----------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """Waveform (..., L) of ``x`` (..., K, T); L = ``length`` or the default
+        ``(T + 1) * hop_length - win_length``."""
+        return self._invert(self._checked(x), length)
+
+    def _invert(self, x: torch.Tensor, length: int | None) -> torch.Tensor:
+        wave = self._streamed(x) if self.method.online else istft(self._offline(x), self.stft)
+        return fit_length(wave, length)
+
+    def _streamed(self, x: torch.Tensor) -> torch.Tensor:
+        stream = Stream(self)
+        n_items = max(1, x[..., 0, 0].numel())
+        chunk = max(2, CHUNK_ROWS.get(self.device.type, 2048) // n_items // 2 * 2)
+        n_t = x.shape[-1]
+        parts = [stream._push(x[..., s:s + chunk], last=s + chunk >= n_t)
+                 for s in range(0, n_t, chunk)]
+        return torch.cat(parts + [stream.flush()], dim=-1)
+
+    def _offline(self, mag: torch.Tensor) -> torch.Tensor:
+        """Complex STFT (..., K, T) of an offline method."""
+        from .baselines import griffin_lim_stft, pghi_stft
+
+        m, opts = self.method, self.method.opts
+        if m.name == "griffin-lim":  # the random initial phase is seeded per call
+            gen = torch.Generator(self.device).manual_seed(opts["seed"])
+            return griffin_lim_stft(mag, self.stft, n_iter=opts["iters"],
+                                    momentum=opts["momentum"], generator=gen)
+        if m.name == "pghi":
+            return pghi_stft(mag, self.stft, tol=opts["tol"])
+        assert m.uses_network and opts["refine"] > 0, m
+        stream, lead = Stream(self), mag.shape[:-2]
+        flat = mag.reshape(-1, *mag.shape[-2:])
+        rec = stream.source.push(flat, last=True).reshape(mag.shape)
+        return griffin_lim_stft(mag, self.stft, n_iter=opts["refine"], momentum=opts["momentum"],
+                                init_phase=torch.angle(rec)).reshape(*lead, *mag.shape[-2:])
+
+    def many(self, items: list[torch.Tensor], lengths: list[int | None] | None = None
+             ) -> list[torch.Tensor]:
+        """Waveforms of inputs (K, T_i) of different lengths. Online methods run them as one
+        batch, padded after their end with the silent frame a strided model looks ahead to
+        (they are causal: frames after an item's end change none of its samples, so each equals
+        its own call); the classical methods run one by one."""
+        lengths = lengths or [None] * len(items)
+        items = [self._checked(x) for x in items]
+        if self.method.name not in ("ppsi", "ppsi-strided", "oracle") or len(items) == 1:
+            return [self._invert(x, n) for x, n in zip(items, lengths)]
+        t_max = max(x.shape[-1] for x in items)
+        padded = []
+        for x in items:
+            extra = t_max - x.shape[-1]
+            pad = (torch.zeros_like(x[..., -1]) if x.is_complex() else floor_frame(x[..., -1]))
+            padded.append(torch.cat([x, pad.unsqueeze(-1).expand(*x.shape[:-1], extra)], -1))
+        waves = self._invert(torch.stack(padded), None)
+        return [fit_length(w[:default_length(x.shape[-1], self.stft)], n)
+                for w, x, n in zip(waves, items, lengths)]
+
+    # --- online --------------------------------------------------------------------------
+    def stream(self) -> Stream:
+        """The online form (online methods only)."""
+        if not self.method.online:
+            raise ValueError(f"method {self.method.label} is offline: it has no stream")
+        return Stream(self)
+
+    def _source(self):
+        m, opts = self.method, self.method.opts
+        if m.uses_network:
+            return _NetworkSource(self.model, self.stft, self.solver, self.device)
+        if m.name == "oracle":
+            return _OracleSource(self.stft, self.solver, self.device)
+        from .baselines import RtisiLaStream, RtpghiStream
+
+        if m.name == "rtpghi":
+            return _FrameSource(RtpghiStream(self.stft, opts["tol"]))
+        lookahead = 0 if m.name == "rtisi" else opts["lookahead"]
+        return _FrameSource(RtisiLaStream(self.stft, lookahead, opts["iters"], opts["momentum"]))
