@@ -8,7 +8,6 @@ counted while the rest of the batch goes on. Progress is reported as events to a
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,12 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from .config import StftConfig
 from .dsp.stft import stft
 from .inverter import Inverter
-from .io import AUDIO_EXTS, read_audio, write_wav_atomic
+from .io import AUDIO_EXTS, read_audio, resample, write_wav_atomic
 from .methods import Method, parse_method
 from .spec_io import SPEC_EXTS, SpecError, check_against, read_spectrogram
 
@@ -174,8 +172,7 @@ def load_input(path: Path, cfg: StftConfig) -> Item:
         notices.append(f"{x.shape[0]} channels mixed down to mono")
     x = x.mean(axis=0)
     if sr != cfg.sample_rate:
-        g = math.gcd(sr, cfg.sample_rate)
-        x = resample_poly(x, cfg.sample_rate // g, sr // g).astype(np.float32)
+        x = resample(x, sr, cfg.sample_rate).astype(np.float32)
         notices.append(f"resampled {sr} Hz -> {cfg.sample_rate} Hz")
     audio = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     return Item(stft(audio, cfg), len(x), notices)
@@ -261,7 +258,7 @@ def _run_group(group, inverter: Inverter, options: InvertOptions, summary: Summa
     per_file = (time.perf_counter() - t0) / len(loaded)
     for (inp, outp, item), w in zip(loaded, waves):
         notices = list(item.notices)
-        peak = float(np.abs(w).max()) if w.size else 0.0
+        peak = max(float(w.max()), -float(w.min())) if w.size else 0.0  # no |w| copy
         if options.subtype != "FLOAT" and peak > 1.0:
             notices.append(f"clipped: peak {peak:.2f} > 1.0 (use --subtype FLOAT to keep it)")
             w = np.clip(w, -1.0, 1.0)

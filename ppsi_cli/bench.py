@@ -45,8 +45,8 @@ def random_systems(batch: int, k: int, dtype: torch.dtype = torch.complex128,
                    device: torch.device | str = "cpu", seed: int = 0):
     """``batch`` random Hermitian positive-definite tridiagonal systems of size ``k``.
 
-    Built like the phase least squares (SPEC §5), A = Lam + D^H Gam D with D[i, i] = -u_i,
-    D[i, i+1] = 1, random positive weights and ratios |u| in [0.5, 2]. Returns
+    Built like the phase least squares (:mod:`ppsi_cli.integrate`), A = Lam + D^H Gam D with
+    D[i, i] = -u_i, D[i, i+1] = 1, random positive weights and ratios |u| in [0.5, 2]. Returns
     ``(lower (B, K-1), diag (B, K), upper (B, K-1), rhs (B, K))`` with ``upper = conj(lower)``;
     ``diag`` has ``dtype`` (real values) so every solver sees one dtype.
     """

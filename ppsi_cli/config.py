@@ -67,7 +67,7 @@ class StftConfig:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """Weighted least-squares phase integration (SPEC §5).
+    """Weighted least-squares phase integration (:mod:`ppsi_cli.integrate`).
 
     lambda_k = (a_t[k] a_{t-1}[k])^p,  gamma_k = g (a_t[k] a_t[k+1])^p, with magnitudes a
     normalised per frame by their maximum and floored at ``mag_floor``; each diagonal entry is
@@ -106,7 +106,7 @@ class SolverConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The causal phase-difference CNN (SPEC §4).
+    """The causal phase-difference CNN (:mod:`ppsi_cli.model`).
 
     ``context`` past frames (the current one included) are the input channels; convolutions run
     along frequency. ``strided`` models also see one future frame and predict two frames at once.

@@ -1,4 +1,5 @@
-"""Weighted least-squares phase integration, online frame by frame (SPEC §5; Masuyama et al. 2023).
+"""Weighted least-squares phase integration, online frame by frame (Masuyama et al.,
+IEEE/ACM TASLP 2023; the online form of Fernandez et al., arXiv 2505.24498).
 
 For frame t, with magnitudes a (normalised by the frame's peak, floored), predicted time and
 frequency phase differences TPD/FPD and the previous reconstructed frame, solve for z in C^K

@@ -26,13 +26,13 @@ from .methods import Method, parse_method
 from .model import NetworkStream
 from .weights import LoadedModel, load_model, load_weights
 
-#: Frames x items per chunk: bounds the working memory of a stream (2048 frames of 513 bins are
-#: ~40 MB of least-squares systems); the result does not depend on it.
-CHUNK_ROWS = {"cpu": 2048, "cuda": 65536}
+#: Frames x items per chunk: bounds the working memory of a stream (1024 frames of 513 bins are
+#: ~20 MB of least-squares systems); the result does not depend on it.
+CHUNK_ROWS = {"cpu": 1024, "cuda": 65536}
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """``auto`` (CUDA if present) | ``cpu`` | ``cuda[:N]``; asking for CUDA without it is an error."""
+    """``auto`` (CUDA if present) | ``cpu`` | ``cuda[:N]``; CUDA without CUDA is an error."""
     name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -217,9 +217,18 @@ class Inverter:
         n_items = max(1, x[..., 0, 0].numel())
         chunk = max(2, CHUNK_ROWS.get(self.device.type, 2048) // n_items // 2 * 2)
         n_t = x.shape[-1]
-        parts = [stream._push(x[..., s:s + chunk], last=s + chunk >= n_t)
-                 for s in range(0, n_t, chunk)]
-        return torch.cat(parts + [stream.flush()], dim=-1)
+        # written in place: the output is the only allocation that grows with the length
+        out = torch.empty(*x.shape[:-2], default_length(n_t, self.stft), device=self.device,
+                          dtype=x.real.dtype)
+        done = 0
+        for s in range(0, n_t, chunk):
+            part = stream._push(x[..., s:s + chunk], last=s + chunk >= n_t)
+            out[..., done:done + part.shape[-1]] = part
+            done += part.shape[-1]
+        part = stream.flush()
+        out[..., done:done + part.shape[-1]] = part
+        assert done + part.shape[-1] == out.shape[-1], (done, part.shape, out.shape)
+        return out
 
     def _offline(self, mag: torch.Tensor) -> torch.Tensor:
         """Complex STFT (..., K, T) of an offline method."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +25,17 @@ def read_audio(path: str | os.PathLike, mono: bool = True) -> tuple[np.ndarray, 
     if mono:
         return data.mean(axis=1, dtype=np.float32), int(sr)
     return np.ascontiguousarray(data.T), int(sr)
+
+
+def resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
+    """Polyphase resampling (``scipy.signal.resample_poly``, imported on first use) from ``sr``
+    to ``target`` Hz along the last axis; ``x`` itself when the rates agree."""
+    if sr == target:
+        return x
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(sr), int(target))
+    return resample_poly(x, target // g, sr // g, axis=-1)
 
 
 def _umask() -> int:

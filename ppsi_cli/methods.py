@@ -85,7 +85,8 @@ def _coerce(name: str, key: str, value: Any) -> Any:
         try:
             value = kind(value)
         except ValueError:
-            raise ValueError(f"method {name}: {key}={value!r} is not a{'n integer' if kind is int else ' number'}") from None
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"method {name}: {key}={value!r} is not {what}") from None
     elif value is not None:
         if kind is int and (isinstance(value, bool) or int(value) != value):
             raise ValueError(f"method {name}: {key} must be an integer, got {value!r}")

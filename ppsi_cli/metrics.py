@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from .config import StftConfig
+from .io import resample
 
 MAX_LENGTH_MISMATCH = 0.10
 MIN_SECONDS = 0.5
@@ -84,14 +84,6 @@ def check_pair(ref: np.ndarray, est: np.ndarray, sr: int) -> tuple[np.ndarray, n
             level = "-inf" if peak == 0 else f"{20 * math.log10(peak):.0f}"
             raise MetricError(f"{name} is silent (peak {level} dBFS < -80 dBFS)")
     return ref, est
-
-
-def resample(x: np.ndarray, sr: int, target: int) -> np.ndarray:
-    """Polyphase resampling (``scipy.signal.resample_poly``) from ``sr`` to ``target`` Hz."""
-    if sr == target:
-        return x
-    g = math.gcd(int(sr), int(target))
-    return resample_poly(x, target // g, sr // g)
 
 
 def _pesq(ref: np.ndarray, est: np.ndarray, sr: int, mode: str) -> float:

@@ -1,4 +1,5 @@
-"""The ~8k-parameter causal CNN that predicts phase differences from log-magnitudes (SPEC §4).
+"""The ~8k-parameter causal CNN that predicts phase differences from log-magnitudes
+(Fernandez et al., Interspeech 2025, arXiv 2505.24498).
 
 Input: log-magnitudes of the ``context`` newest frames as channels, convolved along frequency
 (internally a Conv2d with kernels ``(1, k)`` over ``(time, freq)`` in channels-last memory layout

@@ -21,7 +21,8 @@ import soundfile as sf
 
 from .config import StftConfig
 from .io import read_audio
-from .metrics import METRICS, resample
+from .io import resample
+from .metrics import METRICS
 from .score import PairResult, Summary, summarize, write_text_atomic
 
 # viridis at 0, 1/4, 1/2, 3/4, 1 (perceptually ordered, readable in grey scale)

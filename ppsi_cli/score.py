@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .io import AUDIO_EXTS, atomic_path, read_audio
-from .metrics import METRICS, MetricError, check_pair, resample, resample_notice
+from .io import resample
+from .metrics import METRICS, MetricError, check_pair, resample_notice
 
 
 @dataclass(frozen=True)

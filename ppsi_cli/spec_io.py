@@ -110,11 +110,12 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
     scale = str(meta.get("scale", "linear"))
     if scale not in SCALES:
         raise SpecError(f"scale {scale!r} unknown; use one of {SCALES}")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise SpecError(f"contains {'NaN' if np.isnan(arr).any() else 'Inf'} values")
+    if scale == "linear" and arr.dtype == np.float32:
+        return Spectrogram(arr, meta)  # as it is: no copy of a long file
     with np.errstate(over="ignore"):  # overflow is reported just below
-        mag = _to_linear(arr, scale)
+        mag = _to_linear(arr.astype(np.float64), scale)
     if not np.isfinite(mag).all():
         raise SpecError(f"{scale} values overflow when converted to linear magnitude")
     return Spectrogram(mag.astype(np.float32), meta)

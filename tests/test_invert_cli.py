@@ -474,3 +474,49 @@ def test_no_inputs_is_one_line(tmp_path) -> None:
     result = run("invert", tmp_path / "missing", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "input not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_method_option_flags_are_used(tmp_path, speech, tiny_weights) -> None:
+    """``--iters``, ``--momentum`` and ``--refine`` reach the method: each output equals the API
+    call with the same options and differs from the call without them."""
+    mag = stft(torch.from_numpy(clip(speech, 0.5)), CFG).abs()
+    np.save(tmp_path / "a.npy", mag.numpy())
+    cases = [(["--method", "griffin-lim", "--iters", "3", "--momentum", "0"],
+              "griffin-lim+iters=3+momentum=0", "griffin-lim"),
+             (["--refine", "2"], "ppsi+refine=2", "ppsi"),
+             (["--refine", "2", "--momentum", "0.5"], "ppsi+refine=2+momentum=0.5",
+              "ppsi+refine=2"),
+             (["--method", "rtisi-la", "--iters", "2"], "rtisi-la+iters=2", "rtisi-la")]
+    for i, (flags, same, other) in enumerate(cases):
+        out = tmp_path / str(i)
+        result = run("invert", tmp_path / "a.npy", "-o", out, "--weights", tiny_weights,
+                     "--device", "cpu", "--subtype", "FLOAT", *flags)
+        assert result.exit_code == 0, result.output
+        y = read(out / "a.wav")
+        np.testing.assert_allclose(y, invert(mag, same, weights=tiny_weights).numpy(),
+                                   rtol=0, atol=1e-6)
+        assert np.abs(y - invert(mag, other, weights=tiny_weights).numpy()).max() > 1e-4, flags
+    result = run("invert", tmp_path / "a.npy", "-o", tmp_path / "x", "--iters", "3")
+    assert result.exit_code == 1 and "method ppsi has no option iters" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_quiet_and_pcm24(tmp_path, speech, tiny_weights) -> None:
+    src = write(tmp_path / "in" / "a.wav", clip(speech, 0.4) * 4)  # clips: a notice
+    loud = run("invert", src, "-o", tmp_path / "loud", "--weights", tiny_weights, "--device",
+               "cpu", "--method", "oracle")
+    assert "ok" in loud.stdout and "clipped" in loud.stderr
+    quiet = run("invert", src, "-o", tmp_path / "quiet", "--weights", tiny_weights, "--device",
+                "cpu", "--method", "oracle", "--quiet", "--subtype", "PCM_24")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+    assert sf.info(tmp_path / "quiet" / "a.wav").subtype == "PCM_24"
+    assert sf.info(tmp_path / "loud" / "a.wav").subtype == "PCM_16"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpus_without_cuda_is_one_line(tmp_path, speech, tiny_weights) -> None:
+    src = write(tmp_path / "in" / "a.wav", clip(speech, 0.2))
+    result = run("invert", src, "-o", tmp_path / "out", "--gpus", "2")
+    assert result.exit_code == 1 and "CUDA is not available" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

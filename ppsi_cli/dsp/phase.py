@@ -1,4 +1,4 @@
-"""Phase differences of a complex STFT (SPEC §3), all wrapped to (-pi, pi].
+"""Phase differences of a complex STFT (Masuyama et al., TASLP 2023), all wrapped to (-pi, pi].
 
 Shapes follow ``(..., freq, time)``. TPD/BPD are backward differences along time (rad per hop),
 defined for frames t >= 1 and set to 0 at t = 0; FPD is the difference along frequency (rad per

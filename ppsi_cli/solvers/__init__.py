@@ -19,10 +19,17 @@ from typing import Callable
 
 import torch
 
+from ._checks import triton_available
 from .dense import solve_dense
-from .kernel import solve_triton, triton_available
 from .reference import solve_lapack, solve_reference
 from .thomas import solve_thomas
+
+def solve_triton(lower, diag, upper, rhs, block: int = 128) -> torch.Tensor:
+    """The Triton kernel (:mod:`ppsi_cli.solvers.kernel`), imported on first use."""
+    from .kernel import solve_triton as kernel
+
+    return kernel(lower, diag, upper, rhs, block)
+
 
 Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,10 +56,5 @@ def resolve(name: str, device: torch.device | str = "cpu", hermitian: bool = Fal
     return name
 
 
-def solve_tridiagonal(lower, diag, upper, rhs, method: str = "auto") -> torch.Tensor:
-    """Solve a batch of tridiagonal systems with the named solver (see module docstring)."""
-    return SOLVERS[resolve(method, diag.device)](lower, diag, upper, rhs)
-
-
-__all__ = ["SOLVERS", "resolve", "solve_tridiagonal", "solve_dense", "solve_lapack",
+__all__ = ["SOLVERS", "resolve", "solve_dense", "solve_lapack",
            "solve_reference", "solve_thomas", "solve_triton", "triton_available"]

@@ -1,8 +1,19 @@
-"""Shape checks shared by the solvers."""
+"""Shape checks shared by the solvers, and whether the Triton kernel can run."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import torch
+
+
+def triton_available() -> bool:
+    """True when the kernel can run here (CUDA + triton, or triton's CPU interpreter with
+    ``TRITON_INTERPRET=1``), found without importing triton (a slow, large import)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available()
 
 
 def check_shapes(lower: torch.Tensor, diag: torch.Tensor, upper: torch.Tensor,

@@ -12,11 +12,10 @@ interpreter, which is how the tests check it on machines without a GPU.
 
 from __future__ import annotations
 
-import os
 
 import torch
 
-from ._checks import broadcast, check_shapes
+from ._checks import broadcast, check_shapes, triton_available
 
 try:  # triton ships with CUDA builds of torch; absent on CPU-only installs
     import triton
@@ -25,12 +24,6 @@ except ImportError:  # pragma: no cover - depends on the install
     triton = None
     tl = None
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def triton_available() -> bool:
-    """True when the kernel can run here (CUDA + triton, or triton's CPU interpreter)."""
-    return triton is not None and (_INTERPRET or torch.cuda.is_available())
 
 
 if triton is not None:

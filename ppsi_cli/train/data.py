@@ -19,7 +19,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from ..config import check_speed_factor
-from ..io import AUDIO_EXTS, read_audio
+from ..io import AUDIO_EXTS, read_audio, resample
 
 
 def find_audio(root: str | Path) -> list[Path]:
@@ -67,10 +67,7 @@ def split_files(files: list[Path], root: Path, val_fraction: float,
 def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     """Read ``path`` as mono float32 at ``sample_rate`` (polyphase resampling)."""
     x, sr = read_audio(path, mono=True)
-    if sr != sample_rate:
-        g = math.gcd(sr, sample_rate)
-        x = resample_poly(x, sample_rate // g, sr // g).astype(np.float32)
-    return x
+    return resample(x, sr, sample_rate).astype(np.float32, copy=False)
 
 
 @dataclass

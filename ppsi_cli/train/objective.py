@@ -1,10 +1,10 @@
-"""Training targets and the von Mises loss (SPEC §4).
+"""Training targets and the von Mises loss (Fernandez et al., arXiv 2505.24498).
 
 Targets are the true BPD (rad per hop, baseband) and FPD (rad per bin) of the clean STFT. The
 loss is the weighted mean ``-sum w cos(pred - target) / sum w`` over valid bins, so a perfect
 prediction scores exactly -1. BPD is undefined at frame 0 and after digital silence, FPD has K-1
 bins, frames of digital silence carry no phase. Weights: ``none`` (every valid bin counts the
-same, as in SPEC §4) or ``magnitude`` (each bin weighs by the geometric mean of the two
+same, as in the paper) or ``magnitude`` (each bin weighs by the geometric mean of the two
 magnitudes its difference joins, relative to the frame peak: the bins that carry the sound count,
 the noise floor's random phase hardly does) or ``power`` (the product of the two magnitudes, the
 same weighting as the least squares with p = 1).
@@ -82,7 +82,8 @@ def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.T
                        stft_cfg: StftConfig, solver: SolverConfig) -> torch.Tensor:
     """Teacher-forced least-squares phase loss: what the predictions are for.
 
-    For every frame t >= 1, the SPEC §5 system is built from the predicted BPD ``b_pred``
+    For every frame t >= 1, the least-squares system of
+    :mod:`ppsi_cli.integrate` is built from the predicted BPD ``b_pred``
     (B, K, T) and FPD ``f_pred`` (B, K-1, T) with the TRUE previous frame of ``spec`` (B, K, T)
     as the anchor, and solved for all frames at once by the differentiable Thomas algorithm. The
     loss is ``-sum w cos(angle z - phi_t) / sum w`` with w the frame-relative magnitude: -1 when

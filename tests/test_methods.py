@@ -1,0 +1,102 @@
+"""The one vocabulary of methods (``ppsi_cli.methods``) and the shipped-weights registry."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+import torch
+
+import ppsi_cli.weights as W
+from ppsi_cli import Inverter, invert
+from ppsi_cli.methods import METHODS, parse_method, parse_methods
+
+
+@pytest.mark.parametrize("spelling, label", [
+    ("ppsi", "ppsi"),
+    ("gl32", "griffin-lim+iters=32"),
+    ("griffin-lim-32", "griffin-lim+iters=32"),
+    ("griffin-lim", "griffin-lim+iters=32"),
+    ("gl100", "griffin-lim+iters=100"),
+    ("griffin-lim+iters=100+momentum=0", "griffin-lim+iters=100+momentum=0"),
+    ("ppsi+gl32", "ppsi+refine=32"),
+    ("ppsi-strided+refine=8", "ppsi-strided+refine=8"),
+    ("rtisi-la+lookahead=2", "rtisi-la+lookahead=2"),
+    (" pghi ", "pghi"),
+])
+def test_spellings_parse_to_one_method(spelling, label) -> None:
+    m = parse_method(spelling)
+    assert m.label == label
+    assert parse_method(m.label) == m  # the label is itself a spelling of the same method
+
+
+def test_defaults_overrides_and_properties() -> None:
+    m = parse_method("griffin-lim", iters=7, momentum=None)  # None: not given
+    assert m.opts == {"iters": 7, "momentum": 0.99, "seed": 0}
+    assert not m.online and not m.uses_network
+    assert parse_method("ppsi").online and parse_method("ppsi-strided").variant == "strided"
+    assert not parse_method("ppsi+refine=2").online  # refining is offline
+    assert set(METHODS) == {"ppsi", "ppsi-strided", "oracle", "griffin-lim", "rtisi",
+                            "rtisi-la", "pghi", "rtpghi"}
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    ("magic", {}, "unknown method 'magic'"),
+    ("ppsi+iters=3", {}, "method ppsi has no option iters"),
+    ("ppsi", {"iters": 3}, "method ppsi has no option iters"),
+    ("oracle", {"refine": 2}, "method oracle has no option refine"),
+    ("griffin-lim+iters=x", {}, "iters='x' is not an integer"),
+    ("griffin-lim+iters=0", {}, "iters must be >= 1"),
+    ("griffin-lim+momentum=1.5", {}, r"momentum must be in \[0, 1\]"),
+    ("ppsi+refine", {}, "write options as \\+KEY=VALUE"),
+    ("ppsi", {"refine": -1}, "refine must be >= 0"),
+])
+def test_bad_spellings_name_the_problem(text, overrides, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_method(text, **overrides)
+
+
+def test_method_lists_refuse_two_spellings_of_one_method() -> None:
+    assert [m.label for m in parse_methods("ppsi, gl32 ,pghi")] == [
+        "ppsi", "griffin-lim+iters=32", "pghi"]
+    with pytest.raises(ValueError, match="listed twice"):
+        parse_methods("gl32,griffin-lim")
+
+
+def test_options_given_two_ways_give_one_result(speech) -> None:
+    from ppsi_cli.config import StftConfig
+    from ppsi_cli.dsp.stft import stft
+
+    mag = stft(speech[0][:12000].float(), StftConfig()).abs()
+    a = invert(mag, "griffin-lim+iters=3+momentum=0")
+    b = invert(mag, "griffin-lim", iters=3, momentum=0.0)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, invert(mag, "griffin-lim", iters=3))  # momentum is used
+
+
+def test_registry_names_every_shipped_file_with_its_hash() -> None:
+    for variant, (name, sha) in W.SHIPPED.items():
+        path = W.shipped_weights(variant)
+        assert path.name == name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
+        model = W.load_model(variant=variant)
+        assert model.net.cfg.strided == (variant == "strided")
+    with pytest.raises(ValueError, match="no shipped weights variant 'huge'"):
+        W.shipped_weights("huge")
+
+
+def test_a_shipped_file_that_fails_its_hash_is_refused(tmp_path, monkeypatch) -> None:
+    for name, _ in W.SHIPPED.values():
+        shutil.copy(W.weights_dir() / name, tmp_path / name)
+    name = W.SHIPPED["online"][0]
+    data = bytearray((tmp_path / name).read_bytes())
+    data[-100] ^= 1  # one flipped bit
+    (tmp_path / name).write_bytes(bytes(data))
+    monkeypatch.setattr(W, "weights_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="fail their SHA-256 check"):
+        Inverter("ppsi")
+    Inverter("ppsi-strided")  # the intact file still loads
+    (tmp_path / name).unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        W.load_model()
