@@ -18,13 +18,24 @@ def _from_dict(cls, data: dict[str, Any] | None):
     return cls(**data)
 
 
+WINDOWS = ("hann", "sqrt-hann", "hamming", "blackman")
+PAD_MODES = ("reflect", "constant")
+
+
 @dataclass(frozen=True)
 class StftConfig:
-    """STFT analysis/synthesis settings (torch names). Frames are referenced to their start.
+    """STFT analysis/synthesis settings, in torch's names (``../shared/CONVENTIONS.md``).
 
-    The signal is padded with ``win_length - hop_length`` zeros on the left and enough zeros on the
-    right, so every original sample is covered by a full set of overlapping frames and the ISTFT
-    reconstructs it exactly.
+    A window shorter than ``n_fft`` sits centred in the FFT frame, as torch and librosa place it.
+    Two framings:
+
+    - ``center=False`` (ppsi's own, start-referenced): ``win_length - hop_length`` zeros before the
+      signal, frame t covers samples ``[tH - (W - H), tH + H)``, so every sample lies under a full
+      set of windows; T frames give ``(T + 1) H - W`` samples.
+    - ``center=True`` (the torch / librosa default): ``n_fft // 2`` samples of padding on each side
+      (``pad_mode`` reflect as torch, constant zeros as librosa), frame t centred on sample tH;
+      T frames give ``H (T - 1)`` samples (one more for odd ``n_fft``), as ``torch.istft``
+      returns without ``length``.
     """
 
     sample_rate: int = 16000
@@ -32,8 +43,14 @@ class StftConfig:
     win_length: int = 1024
     hop_length: int = 256
     window: str = "hann"
+    center: bool = False
+    pad_mode: str = "reflect"
 
     def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if not 0 < self.hop_length <= self.win_length <= self.n_fft:
@@ -41,17 +58,44 @@ class StftConfig:
                 "need 0 < hop_length <= win_length <= n_fft, got "
                 f"hop_length={self.hop_length}, win_length={self.win_length}, n_fft={self.n_fft}"
             )
-        if self.window not in ("hann", "hamming", "blackman"):
-            raise ValueError(f"window must be hann, hamming or blackman, got {self.window!r}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {self.window!r}")
+        if not isinstance(self.center, bool):
+            raise ValueError(f"center must be True or False, got {self.center!r}")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be reflect or constant, got {self.pad_mode!r}")
 
     @property
     def n_bins(self) -> int:
         return self.n_fft // 2 + 1
 
     @property
+    def offset(self) -> int:
+        """Where the window starts inside the FFT frame (centred, as torch and librosa)."""
+        return (self.n_fft - self.win_length) // 2
+
+    @property
+    def centre(self) -> float:
+        """Position of the window's centre inside the FFT frame, in samples (phase conventions
+        of the phase-gradient methods)."""
+        return self.offset + self.win_length / 2
+
+    @property
     def pad(self) -> int:
-        """Zeros added before the signal (and at least as many after it)."""
-        return self.win_length - self.hop_length
+        """Samples of the padded signal before the first original sample."""
+        if self.center:
+            return self.n_fft // 2
+        return self.win_length - self.hop_length + self.offset
+
+    @property
+    def zero_lead(self) -> int:
+        """Leading padded samples known to be zero (all of them but with reflect padding)."""
+        return 0 if self.center and self.pad_mode == "reflect" else self.pad
+
+    @property
+    def overlap(self) -> float:
+        """Share of a window that the next one overlaps, 1 - hop / win_length."""
+        return 1.0 - self.hop_length / self.win_length
 
     @property
     def hop_ms(self) -> float:

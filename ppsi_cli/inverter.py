@@ -121,6 +121,8 @@ class Stream:
         self.ola = OverlapAdd(inverter.stft)
         self._lead: tuple[int, ...] | None = None
         self._done = False
+        self._frames = 0  # frames pushed
+        self._emitted = 0  # samples returned
 
     def push(self, x: torch.Tensor) -> torch.Tensor:
         return self._push(self.inverter._checked(x, whole=False))
@@ -134,19 +136,30 @@ class Stream:
         elif lead != self._lead:
             raise ValueError(f"chunk has leading shape {lead}; the stream started with "
                              f"{self._lead}")
+        self._frames += x.shape[-1]
         return self._samples(self.source.push(x.reshape(-1, *x.shape[-2:]), last))
 
     def flush(self) -> torch.Tensor:
         if self._done:
             raise RuntimeError("stream was already flushed")
         self._done = True
-        return self._samples(self.source.flush())
+        last = self._samples(self.source.flush())
+        if self._lead is None:
+            return last
+        # the overlap after the last frame, up to the default length of all frames pushed
+        tail = self.ola.flush().reshape(*self._lead, -1)
+        need = default_length(self._frames, self.inverter.stft) - self._emitted
+        tail = fit_length(tail, max(0, need))
+        self._emitted += tail.shape[-1]
+        return torch.cat([last, tail.to(last.dtype)], dim=-1)
 
     def _samples(self, frames: torch.Tensor | None) -> torch.Tensor:
         lead = self._lead or ()
         if frames is None:
             return torch.zeros(*lead, 0, device=self.inverter.device)
-        return self.ola.push(frames).reshape(*lead, -1)
+        out = self.ola.push(frames).reshape(*lead, -1)
+        self._emitted += out.shape[-1]
+        return out
 
 
 class Inverter:

@@ -46,12 +46,21 @@ def test_stft_matches_definition(cfg: StftConfig) -> None:
     assert np.abs(got - want).max() <= 1e-10 * np.abs(want).max()
 
 
-def test_stft_window_starts_at_frame_start() -> None:
+def test_short_window_is_centred_as_torch_places_it() -> None:
     cfg = StftConfig()
     w = window(cfg, torch.float64)
-    assert w[0] == 0 and w.argmax() == cfg.win_length // 2  # periodic Hann, not centred padding
-    short = window(StftConfig(n_fft=512, win_length=400, hop_length=100), torch.float64)
-    assert short.shape == (512,) and (short[400:] == 0).all()
+    assert w[0] == 0 and w.argmax() == cfg.win_length // 2  # periodic Hann
+    short_cfg = StftConfig(n_fft=512, win_length=400, hop_length=100)
+    short = window(short_cfg, torch.float64)
+    assert short.shape == (512,) and short_cfg.offset == 56
+    assert (short[:56] == 0).all() and (short[456:] == 0).all()
+    assert torch.equal(short[56:456], torch.hann_window(400, dtype=torch.float64))
+    # torch.stft given the 400-sample window centres it in the 512-sample frame the same way
+    x = torch.randn(4000, dtype=torch.float64)
+    want = torch.stft(x, 512, 100, 400, window=torch.hann_window(400, dtype=torch.float64),
+                      center=False, return_complex=True)
+    got = torch.fft.rfft(x.unfold(-1, 512, 100) * short, dim=-1).T
+    assert (got - want).abs().max() <= 1e-12 * want.abs().max()
 
 
 def test_stft_matches_torch_stft_center_false(speech) -> None:
@@ -99,7 +108,7 @@ def test_streaming_overlap_add_equals_istft(cfg: StftConfig) -> None:
     for chunk in (1, 3, spec.shape[-1]):
         ola = OverlapAdd(cfg)
         pieces = [ola.push(spec[..., t:t + chunk]) for t in range(0, spec.shape[-1], chunk)]
-        streamed = torch.cat(pieces, dim=-1)
+        streamed = torch.cat(pieces + [ola.flush()], dim=-1)[..., :whole.shape[-1]]
         assert streamed.shape == whole.shape
         assert (streamed - whole).abs().max() <= 1e-12
         if chunk == 1:  # every push after the warm-up delivers exactly one hop of final samples

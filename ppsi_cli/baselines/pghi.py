@@ -4,11 +4,11 @@ Průša, Balazs & Søndergaard, "A noniterative method for reconstruction of pha
 magnitude" (IEEE/ACM TASLP 25, 2017) and Průša & Holighaus, "Phase vocoder done right"
 (EUSIPCO 2017). For a Gaussian window exp(-pi u^2 / gamma) the phase gradient follows from the
 log-magnitude s = log|X| (gradient theorem). Derived here for our frame convention
-X_t[k] = sum_n x[tH+n] w[n] e^{-j 2 pi k n / N}, with the window centred at n0 = W / 2
-(H hop, N n_fft, W win_length, all in samples):
+X_t[k] = sum_n x[tH+n] w[n] e^{-j 2 pi k n / N}, with the window centred at n0 = (N - W) // 2
++ W / 2 (``StftConfig.centre``; H hop, N n_fft, W win_length, all in samples):
 
 - time derivative, rad per hop:   dphi/dt = 2 pi k H / N + (H N / gamma) ds/dk
-- frequency derivative, rad/bin:  dphi/dk = -(gamma / (H N)) ds/dt - pi W / N
+- frequency derivative, rad/bin:  dphi/dk = -(gamma / (H N)) ds/dt - 2 pi n0 / N
 
 The last term is the linear phase of the window's offset from the frame start (the gradient
 theorem holds for frames centred on the window). Derivatives of s are finite differences: centred
@@ -17,7 +17,9 @@ along frequency; along time centred (PGHI) or the causal backward difference s_t
 second-order (3 s_t - 4 s_{t-1} + s_{t-2}) / 2: WB-PESQ 3.27 vs 2.49 on arctic_a0007; the centred
 difference, one frame later, gives 3.65; it also lags fast glides: spectral convergence -8.5 dB
 on a chirp moving 3 bins per hop, where PGHI reaches -35 dB). gamma is the Gaussian equivalent
-of the window: 0.25645 W^2 for Hann (0.29794 W^2 Hamming, 0.17954 W^2 Blackman).
+of the window: 0.25645 W^2 for Hann (0.29794 W^2 Hamming, 0.17954 W^2 Blackman); for
+sqrt-Hann 0.45105 W^2, a least-squares fit of the Gaussian to the window made here (the same fit
+gives 0.2583 for Hann, 0.3036 for Hamming and 0.1795 for Blackman).
 
 Heap integration: bins below ``tol`` x the maximum magnitude (the file's for PGHI, that of the
 current and previous frame for RTPGHI) get phase 0; the others are reached
@@ -36,7 +38,7 @@ import torch
 
 from ..config import StftConfig
 
-_GAMMA = {"hann": 0.25645, "hamming": 0.29794, "blackman": 0.17954}
+_GAMMA = {"hann": 0.25645, "hamming": 0.29794, "blackman": 0.17954, "sqrt-hann": 0.45105}
 LOG_FLOOR = 1e-5  # log-magnitudes are floored at this x the (frame's or file's) maximum
 
 
@@ -67,7 +69,7 @@ def _tgrad(s: np.ndarray, cfg: StftConfig) -> np.ndarray:
 def _fgrad(ds_dt: np.ndarray, cfg: StftConfig) -> np.ndarray:
     """dphi/dk in rad per bin from the time derivative of the log-magnitude (per hop)."""
     h, n = cfg.hop_length, cfg.n_fft
-    return -(gamma(cfg) / (h * n)) * ds_dt - math.pi * cfg.win_length / n
+    return -(gamma(cfg) / (h * n)) * ds_dt - 2 * math.pi * cfg.centre / n
 
 
 def phase_gradients(mag: torch.Tensor, cfg: StftConfig,

@@ -105,7 +105,7 @@ class RtisiLaStream:
         self._asym_first = (first / steady).to(dtype=dtype, device=dev)
         self._asym = (later / steady).to(dtype=dtype, device=dev)
         k = torch.arange(cfg.n_bins, dtype=torch.float64)
-        centre = torch.polar(torch.ones_like(k), -math.pi * k * cfg.win_length / n)
+        centre = torch.polar(torch.ones_like(k), -2 * math.pi * k * cfg.centre / n)
         self._centre = centre.to(dtype=cdtype, device=dev)
 
     def _update(self, segs: list[torch.Tensor], slot: int, ana: torch.Tensor,
@@ -120,8 +120,11 @@ class RtisiLaStream:
         seg = segs[slot]
         # samples outside the signal (the padding) are known zeros
         pos = (self._pushed - len(self._frames) + slot) * hop  # padded index of the frame
-        lo = min(max(self.cfg.pad - pos, 0), n)
-        hi = n if self._end is None else min(max(self._end - pos, 0), n)
+        lo = min(max(self.cfg.zero_lead - pos, 0), n)
+        # start-referenced framing: nothing after the last frame's hop; centred framing pads
+        # the end by n_fft // 2 (reflected or zeros), so the tail is left to the iterations
+        end = None if self.cfg.center else self._end
+        hi = n if end is None else min(max(end - pos, 0), n)
         if lo > 0 or hi < n:
             seg = torch.nn.functional.pad(seg[:, lo:hi], (lo, n - hi))
         spec = torch.fft.rfft(seg * ana, dim=-1).add_(delta)

@@ -1,10 +1,11 @@
-"""STFT / ISTFT with frames referenced to their start (X_t[k] = sum_n x[tH+n] w[n] e^{-j2pi kn/N}).
+"""STFT / ISTFT for both framings of :class:`~ppsi_cli.config.StftConfig` (start-referenced and
+``center=True``), X_t[k] = sum_n xp[tH + n] w[n] e^{-j 2 pi k n / N} over the padded signal xp.
 
-Padding rule: ``pad = win_length - hop_length`` zeros before the signal and at least as many after
-it, so every sample of the signal lies under a full set of overlapping windows and
-``istft(stft(x), length=len(x))`` returns ``x`` to float rounding. A signal of L samples has
-``n_frames(L) = floor((pad + L - 1) / hop) + 1`` frames; without a length, ``istft`` returns
-``(T + 1) * hop - win_length`` samples (everything fully overlapped).
+The synthesis is one weighted overlap-add, :class:`OverlapAdd`, that divides each sample by the
+sum of the squared windows that cover it: the steady-state sum inside the signal, the true
+(partial) sum where frames are missing at its edges, as ``torch.istft`` does. ``istft`` is that
+stream run over all frames at once, so streaming and whole-utterance synthesis agree; with
+``length=len(x)``, ``istft(stft(x))`` returns ``x`` to float rounding.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from ..config import StftConfig
 
 
 def window(cfg: StftConfig, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Periodic analysis/synthesis window of ``win_length``, zero-padded at the end to ``n_fft``."""
-    fn = {"hann": torch.hann_window, "hamming": torch.hamming_window,
-          "blackman": torch.blackman_window}[cfg.window]
-    w = fn(cfg.win_length, periodic=True, dtype=torch.float64)
-    if cfg.n_fft > cfg.win_length:
-        w = torch.nn.functional.pad(w, (0, cfg.n_fft - cfg.win_length))
+    """Periodic window of ``win_length`` samples, centred in ``n_fft`` with zeros (as torch and
+    librosa place it); ``sqrt-hann`` is the square root of the periodic Hann window."""
+    make = {"hann": torch.hann_window, "sqrt-hann": torch.hann_window,
+            "hamming": torch.hamming_window, "blackman": torch.blackman_window}[cfg.window]
+    w = make(cfg.win_length, periodic=True, dtype=torch.float64)
+    if cfg.window == "sqrt-hann":
+        w = w.sqrt()
+    left = cfg.offset
+    w = torch.nn.functional.pad(w, (left, cfg.n_fft - cfg.win_length - left))
     return w.to(dtype=dtype, device=device)
 
 
@@ -54,11 +58,15 @@ def n_frames(length: int, cfg: StftConfig) -> int:
     """Number of frames the STFT of ``length`` samples has."""
     if length < 1:
         raise ValueError(f"signal has {length} samples; need at least 1")
-    return (cfg.pad + length - 1) // cfg.hop_length + 1
+    if cfg.center:
+        return 1 + (length + 2 * (cfg.n_fft // 2) - cfg.n_fft) // cfg.hop_length
+    return (cfg.win_length - cfg.hop_length + length - 1) // cfg.hop_length + 1
 
 
 def default_length(frames: int, cfg: StftConfig) -> int:
     """Samples ``istft`` returns for ``frames`` frames when no length is given."""
+    if cfg.center:  # as torch.istft: the frames' span less n_fft // 2 at each end
+        return max(0, cfg.hop_length * (frames - 1) + cfg.n_fft - 2 * (cfg.n_fft // 2))
     return max(0, (frames + 1) * cfg.hop_length - cfg.win_length)
 
 
@@ -69,18 +77,40 @@ def stft(x: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
     length = x.shape[-1]
     frames = n_frames(length, cfg)
     total = (frames - 1) * cfg.hop_length + cfg.n_fft
-    xp = torch.nn.functional.pad(x, (cfg.pad, total - cfg.pad - length))
-    segs = xp.unfold(-1, cfg.n_fft, cfg.hop_length)  # (..., T, n_fft)
+    right = max(0, total - cfg.pad - length)
+    if cfg.center and cfg.pad_mode == "reflect":
+        if length <= cfg.pad:
+            raise ValueError(f"signal has {length} samples; reflect padding of {cfg.pad} needs "
+                             "more (or use pad_mode constant)")
+        lead = x.shape[:-1]
+        xp = torch.nn.functional.pad(x.reshape(-1, 1, length), (cfg.pad, cfg.pad),
+                                     mode="reflect").reshape(*lead, length + 2 * cfg.pad)
+        xp = torch.nn.functional.pad(xp, (0, max(0, total - xp.shape[-1])))
+    else:
+        xp = torch.nn.functional.pad(x, (cfg.pad, right))
+    segs = xp.unfold(-1, cfg.n_fft, cfg.hop_length)[..., :frames, :]  # (..., T, n_fft)
     spec = torch.fft.rfft(segs * window(cfg, x.dtype, x.device), dim=-1)
     return spec.transpose(-1, -2)
 
 
+def _envelope(cfg: StftConfig, first: int, last: int, start: int, stop: int) -> torch.Tensor:
+    """Sum of squared windows of frames ``first..last`` over padded samples ``[start, stop)``,
+    float64."""
+    hop, size = cfg.hop_length, cfg.n_fft
+    w2 = window(cfg, torch.float64) ** 2
+    env = torch.zeros(stop - start, dtype=torch.float64)
+    for t in range(max(first, (start - size) // hop), min(last, (stop - 1) // hop) + 1):
+        lo, hi = max(start, t * hop), min(stop, t * hop + size)
+        if lo < hi:
+            env[lo - start:hi - start] += w2[lo - t * hop:hi - t * hop]
+    return env
+
+
 def _wsum_period(cfg: StftConfig, dtype, device) -> torch.Tensor:
     """Sum of squared windows in the fully overlapped region, one period of ``hop_length``."""
-    w2 = window(cfg, torch.float64) ** 2
-    n_hops = -(-cfg.n_fft // cfg.hop_length)
-    w2 = torch.nn.functional.pad(w2, (0, n_hops * cfg.hop_length - cfg.n_fft))
-    per = w2.reshape(n_hops, cfg.hop_length).sum(0)
+    hop, size = cfg.hop_length, cfg.n_fft
+    n_hops = -(-size // hop)
+    per = _envelope(cfg, 0, n_hops, n_hops * hop, (n_hops + 1) * hop)
     if per.min() < 1e-8 * per.max():
         raise ValueError(
             f"window {cfg.window!r} with win_length={cfg.win_length}, hop_length={cfg.hop_length} "
@@ -98,42 +128,30 @@ def _frames_time(spec: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
 
 
 def istft(spec: torch.Tensor, cfg: StftConfig, length: int | None = None) -> torch.Tensor:
-    """Inverse of :func:`stft`: complex (..., F, T) -> real (..., length) by weighted overlap-add."""
-    frames = _frames_time(spec, cfg)  # (..., T, N)
-    lead, (n_t, n) = frames.shape[:-2], frames.shape[-2:]
-    hop = cfg.hop_length
-    total = (n_t - 1) * hop + n
-    flat = frames.reshape(-1, n_t, n).transpose(1, 2)  # (B, N, T)
-    y = torch.nn.functional.fold(flat, (1, total), (1, n), stride=(1, hop)).reshape(*lead, total)
-    w2 = (window(cfg, frames.dtype, frames.device) ** 2).reshape(1, n, 1).expand(1, n, n_t)
-    wsum = torch.nn.functional.fold(w2, (1, total), (1, n), stride=(1, hop)).reshape(total)
-    # Inside the signal the window sum is the periodic steady-state one; use it everywhere it is
-    # reached so that streaming and whole-utterance synthesis agree bit for bit.
-    per = _wsum_period(cfg, frames.dtype, frames.device)
-    steady = per.repeat(-(-total // hop))[:total]
-    wsum = torch.where(wsum >= steady * (1 - 1e-9), steady, wsum.clamp_min(1e-8 * steady.max()))
-    y = y / wsum
-    if length is None:
-        length = default_length(n_t, cfg)
-    end = cfg.pad + length
-    if end > total:
-        y = torch.nn.functional.pad(y, (0, end - total))
-    return y[..., cfg.pad:end]
+    """Inverse of :func:`stft`: complex (..., F, T) -> real (..., length) by weighted overlap-add
+    (``length`` defaults to :func:`default_length`; more is padded with zeros)."""
+    ola = OverlapAdd(cfg)
+    y = torch.cat([ola.push(spec), ola.flush()], dim=-1)
+    n = default_length(spec.shape[-1], cfg) if length is None else length
+    if n <= y.shape[-1]:
+        return y[..., :n]
+    return torch.nn.functional.pad(y, (0, n - y.shape[-1]))
 
 
 class OverlapAdd:
     """Streaming ISTFT: push complex frames (..., F, n) a chunk at a time, get the samples they
-    make final (``n * hop_length`` of them, fewer inside the leading padding).
+    make final (``n * hop_length`` of them, fewer inside the leading padding); :meth:`flush`
+    returns the overlap still open after the last frame, divided by the windows that cover it.
 
-    The concatenation of all pushes equals ``istft(frames, cfg)`` with its default length, for
-    any chunking (to float rounding).
+    Any chunking gives the same samples as one push of all frames (to float rounding).
     """
 
     def __init__(self, cfg: StftConfig):
         self.cfg = cfg
         self._carry: torch.Tensor | None = None  # overlap not yet final, (..., n_fft - hop)
-        self._pos = 0  # padded-domain index of the carry's first sample
+        self._frames = 0  # frames pushed
         self._per: torch.Tensor | None = None
+        self._head: torch.Tensor | None = None  # window sum over the first n_fft samples
 
     def push(self, frames: torch.Tensor) -> torch.Tensor:
         cfg, hop = self.cfg, self.cfg.hop_length
@@ -144,10 +162,27 @@ class OverlapAdd:
                                      (1, size), stride=(1, hop)).reshape(*lead, total)
         if self._carry is None:
             self._per = _wsum_period(cfg, t.dtype, t.device)
+            head = _envelope(cfg, 0, size, 0, size)
+            self._head = head.clamp_min(1e-8 * float(head.max())).to(t.dtype).to(t.device)
         else:
             y[..., :self._carry.shape[-1]] += self._carry
-        done = n * hop
+        start, done = self._frames * hop, n * hop
+        self._frames += n
         self._carry = y[..., done:]
-        out = y[..., :done] / self._per.repeat(n)
-        start, self._pos = self._pos, self._pos + done
-        return out[..., max(0, cfg.pad - start):]
+        env = self._per.repeat(n)
+        if start < size:  # the first samples lie under fewer windows
+            k = min(size - start, done)
+            env = torch.cat([self._head[start:start + k], env[k:]])
+        out = y[..., :done] / env
+        return out[..., max(0, self.cfg.pad - start):]
+
+    def flush(self) -> torch.Tensor:
+        """The samples after the last frame's hop, which no later frame will overlap."""
+        if self._carry is None:
+            return torch.zeros(0)
+        start = self._frames * self.cfg.hop_length
+        stop = start + self._carry.shape[-1]
+        env = _envelope(self.cfg, 0, self._frames - 1, start, stop)
+        env = env.clamp_min(1e-8 * float(self._per.max())).to(self._carry.dtype)
+        out, self._carry = self._carry / env.to(self._carry.device), self._carry[..., :0]
+        return out[..., max(0, self.cfg.pad - start):]
