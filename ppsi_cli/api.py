@@ -2,6 +2,7 @@
 
     import ppsi_cli
     wave = ppsi_cli.invert(magnitude)                          # (..., 513, T) -> (..., L)
+    wave = ppsi_cli.invert(mag, n_fft=512, hop_length=128, center=True)   # torch's names
     wave = ppsi_cli.invert(magnitude, method="ppsi-strided+refine=32")
     inv = ppsi_cli.Inverter("ppsi")                            # load once, call many times
     stream = inv.stream()                                      # push (..., 513, n) chunks
@@ -11,25 +12,46 @@ Everything goes through :class:`~ppsi_cli.inverter.Inverter`, as the CLI does.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from .config import SolverConfig, StftConfig
+from .config import SolverConfig, StftConfig, stft_config
 from .inverter import Inverter
 from .methods import Method
 from .weights import LoadedModel
 
 
-def invert(x: torch.Tensor, method: str | Method = "ppsi", *, length: int | None = None,
-           model: LoadedModel | None = None, weights: str | None = None,
-           stft: StftConfig | None = None, solver: SolverConfig | None = None,
-           device: str | torch.device = "cpu", **options) -> torch.Tensor:
+def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
+           sample_rate: int | None = None, n_fft: int | None = None,
+           hop_length: int | None = None, win_length: int | None = None,
+           window: str | None = None, center: bool | None = None,
+           stft: StftConfig | None = None, model: LoadedModel | None = None,
+           weights: str | None = None, solver: SolverConfig | None = None,
+           device: str | torch.device = "cpu", **options):
     """Waveform (..., L) from linear magnitudes (..., K, T) (or a complex STFT: copy synthesis).
 
+    ``x``: a torch tensor or a NumPy array (the result is of the same kind, on ``x``'s device);
+    float16 / bfloat16 are computed in float32, float64 stays float64. The STFT is ``stft`` with
+    the settings given in torch's names on top (as in torch, ``n_fft`` alone brings ``win_length
+    = n_fft`` and ``hop_length = n_fft // 4``); without either, the weights' STFT.
     ``method``: any spelling of :mod:`ppsi_cli.methods` (``ppsi``, ``ppsi-strided``, ``oracle``,
-    ``griffin-lim``, ``rtisi``, ``rtisi-la``, ``pghi``, ``rtpghi``, options as ``+KEY=VALUE``
-    or as keywords, e.g. ``refine=32``, ``iters=100``). ``length`` defaults to
-    ``(T + 1) * hop_length - win_length`` samples. The result is on ``x``'s device.
+    ``griffin-lim``, ``rtisi``, ``rtisi-la``, ``pghi``, ``rtpghi``), options as ``+KEY=VALUE``
+    or as keywords (``refine=32``, ``iters=100``). ``length`` defaults to the STFT's default
+    (``torch.istft``'s for ``center=True``).
     """
+    settings = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                    win_length=win_length, window=window, center=center)
+    if stft is not None or any(v is not None for v in settings.values()):
+        stft = stft_config(settings, stft)
+    numpy_in = isinstance(x, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(x)) if numpy_in else x
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"expected a torch tensor or a NumPy array, got {type(x).__name__}")
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    elif t.dtype == torch.complex32:
+        t = t.to(torch.complex64)
     inv = Inverter(method, model=model, weights=weights, stft=stft, solver=solver,
                    device=device, **options)
-    return inv(x, length).to(x.device)
+    y = inv(t, length).to(t.device)
+    return y.numpy() if numpy_in else y

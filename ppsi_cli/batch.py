@@ -16,12 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import StftConfig
+from .config import StftConfig, stft_config
 from .dsp.stft import stft
-from .inverter import Inverter
+from .inverter import Inverter, resolve_device
 from .io import AUDIO_EXTS, read_audio, resample, write_wav_atomic
 from .methods import Method, parse_method
-from .spec_io import SPEC_EXTS, SpecError, check_against, read_spectrogram
+from .spec_io import SCALES, SPEC_EXTS, SpecError, file_stft, read_spectrogram
 
 INPUT_EXTS = SPEC_EXTS + AUDIO_EXTS
 
@@ -33,7 +33,9 @@ class InputError(ValueError):
 @dataclass
 class InvertOptions:
     """What ``ppsi invert`` was asked for. ``iters``, ``momentum`` and ``refine`` (None: not
-    given) override the options of ``method``; :attr:`spec` is the parsed method."""
+    given) override the options of ``method``; :attr:`spec` is the parsed method. ``stft`` holds
+    the STFT settings given as options: a spectrogram file's own metadata win over the defaults,
+    and an option that contradicts them is an error."""
 
     method: str = "ppsi"
     weights: str | None = None
@@ -46,11 +48,17 @@ class InvertOptions:
     skip_existing: bool = False
     batch_size: int = 1
     shard: tuple[int, int] = (0, 1)
+    stft: dict[str, Any] = field(default_factory=dict)  # settings given (None: not given)
+    scale: str | None = None  # of files that do not state theirs
     spec: Method = field(init=False)
+    base: StftConfig = field(init=False)  # the STFT of a file that states nothing
 
     def __post_init__(self) -> None:
         self.spec = parse_method(self.method, iters=self.iters, momentum=self.momentum,
                                  refine=self.refine)
+        self.base = stft_config(self.stft)
+        if self.scale is not None and self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
             raise ValueError(f"shard {i}/{n} is not valid: need 0 <= I < N")
@@ -139,25 +147,29 @@ def conflicts(pairs: list[tuple[Path, Path]]) -> dict[Path, str]:
 @dataclass
 class Item:
     """One loaded input: magnitudes (K, T) float32, or the complex STFT of audio (copy
-    synthesis, inverted to the audio's length)."""
+    synthesis, inverted to the audio's length), with the STFT it was made with."""
 
     x: torch.Tensor
     length: int | None
+    cfg: StftConfig
     notices: list[str] = field(default_factory=list)
+    scale_stated: bool = True  # False: a spectrogram read as linear without saying so
 
 
-def load_input(path: Path, cfg: StftConfig) -> Item:
-    """Read one input file and bring it to the model's STFT; raise InputError with the reason."""
+def load_input(path: Path, options: InvertOptions) -> Item:
+    """Read one input file with its STFT settings; raise InputError with the reason."""
     ext = path.suffix.lower()
     if ext in SPEC_EXTS:
         try:
-            spec = read_spectrogram(path)
-            check_against(spec, cfg)
+            spec = read_spectrogram(path, options.scale)
+            cfg = file_stft(spec, options.stft, options.base)
         except SpecError as exc:
             raise InputError(str(exc)) from None
-        return Item(torch.from_numpy(spec.magnitude), None)
+        stated = "scale" in spec.meta or options.scale is not None
+        return Item(torch.from_numpy(spec.magnitude), None, cfg, scale_stated=stated)
     if ext not in AUDIO_EXTS:
         raise InputError(f"unsupported extension {ext!r}")
+    cfg = options.base
     try:
         x, sr = read_audio(path, mono=False)
     except Exception as exc:
@@ -175,14 +187,18 @@ def load_input(path: Path, cfg: StftConfig) -> Item:
         x = resample(x, sr, cfg.sample_rate).astype(np.float32)
         notices.append(f"resampled {sr} Hz -> {cfg.sample_rate} Hz")
     audio = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    return Item(stft(audio, cfg), len(x), notices)
+    try:
+        return Item(stft(audio, cfg), len(x), cfg, notices)
+    except ValueError as exc:  # e.g. too short for reflect padding
+        raise InputError(str(exc)) from None
 
 
 def run_batch(src: Path, out_dir: Path, options: InvertOptions,
               on_event: Callable[[dict[str, Any]], None] | None = None) -> Summary:
     """Invert every input under ``src`` into ``out_dir``; never raises for a single bad file."""
     emit = on_event or (lambda e: None)
-    inverter = Inverter(options.spec, weights=options.weights, device=options.device)
+    inverters = Inverters(options)
+    inverters.get(options.base)  # bad weights or device: the whole run fails here, in one line
     src, out_dir = Path(src), Path(out_dir)
     everything = plan(src, out_dir)
     refused = conflicts(everything)
@@ -190,7 +206,7 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
     pairs = everything[i::n]
     summary = Summary()
     emit({"event": "start", "files": len(pairs), "method": options.spec.label,
-          "device": str(inverter.device)})
+          "device": str(inverters.device)})
     start = time.perf_counter()
     todo: list[tuple[Path, Path]] = []
     for inp, outp in pairs:
@@ -208,7 +224,7 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
         emit({"event": "file", **asdict(r)})
     # group inputs so that one batch of similar lengths is inverted together
     for group in _groups(todo, options.batch_size):
-        _run_group(group, inverter, options, summary, emit)
+        _run_group(group, inverters, options, summary, emit)
     summary.wall_seconds = time.perf_counter() - start
     emit({"event": "done", **{k: v for k, v in summary.to_dict().items() if k != "files"}})
     return summary
@@ -224,53 +240,93 @@ def _groups(todo: list[tuple[Path, Path]], size: int):
         yield by_size[i:i + size]
 
 
-def _run_group(group, inverter: Inverter, options: InvertOptions, summary: Summary,
+class Inverters:
+    """One :class:`Inverter` per STFT met in a batch (files may state different ones); an
+    STFT no inverter can serve (a network outside its family) keeps its error for its files."""
+
+    def __init__(self, options: InvertOptions):
+        self.options = options
+        self.device = resolve_device(options.device)
+        self._made: dict[StftConfig, Inverter | ValueError] = {}
+
+    def get(self, cfg: StftConfig) -> Inverter:
+        if cfg not in self._made:
+            try:
+                self._made[cfg] = Inverter(self.options.spec, weights=self.options.weights,
+                                           stft=cfg, device=self.device)
+            except ValueError as exc:
+                if not self._made:  # the first: the run's own settings; refuse the run
+                    raise
+                self._made[cfg] = exc
+        made = self._made[cfg]
+        if isinstance(made, ValueError):
+            raise made
+        return made
+
+
+#: a linear-scale peak above this hints at a power spectrogram read as magnitudes
+POWER_HINT_PEAK = 8.0
+
+
+def _run_group(group, inverters: Inverters, options: InvertOptions, summary: Summary,
                emit) -> None:
     t0 = time.perf_counter()
-    cfg = inverter.stft
     loaded: list[tuple[Path, Path, Item]] = []
     for inp, outp in group:
         try:
-            item = load_input(inp, cfg)
+            item = load_input(inp, options)
             if options.spec.name == "oracle" and not item.x.is_complex():
                 raise InputError("method oracle needs audio input (it uses the true phase)")
             loaded.append((inp, outp, item))
         except (InputError, ValueError) as exc:
-            r = FileResult(str(inp), str(outp), "failed", str(exc))
-            summary.add(r)
-            emit({"event": "file", **asdict(r)})
-    if not loaded:
-        return
-    try:
-        waves = inverter.many([it.x for _, _, it in loaded], [it.length for _, _, it in loaded])
-        waves = [w.float().cpu().numpy() for w in waves]
-    except Exception as exc:  # one bad group must not stop the batch: retry one by one
-        if len(loaded) > 1:
-            for inp, outp, _ in loaded:
-                _run_group([(inp, outp)], inverter, options, summary, emit)
-            return
-        inp, outp, _ = loaded[0]
-        why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        r = FileResult(str(inp), str(outp), "failed", why)
-        summary.add(r)
-        emit({"event": "file", **asdict(r)})
-        return
-    per_file = (time.perf_counter() - t0) / len(loaded)
-    for (inp, outp, item), w in zip(loaded, waves):
-        notices = list(item.notices)
-        peak = max(float(w.max()), -float(w.min())) if w.size else 0.0  # no |w| copy
-        if options.subtype != "FLOAT" and peak > 1.0:
-            notices.append(f"clipped: peak {peak:.2f} > 1.0 (use --subtype FLOAT to keep it)")
-            w = np.clip(w, -1.0, 1.0)
+            _report(summary, emit, FileResult(str(inp), str(outp), "failed", str(exc)))
+    by_cfg: dict[StftConfig, list[tuple[Path, Path, Item]]] = {}
+    for entry in loaded:
+        by_cfg.setdefault(entry[2].cfg, []).append(entry)
+    for cfg, entries in by_cfg.items():
         try:
-            outp.parent.mkdir(parents=True, exist_ok=True)
-            write_wav_atomic(outp, w, cfg.sample_rate, options.subtype)
-            r = FileResult(str(inp), str(outp), "ok", None, len(w) / cfg.sample_rate, per_file,
-                           notices)
-        except Exception as exc:
-            r = FileResult(str(inp), str(outp), "failed", f"cannot write output ({exc})")
-        summary.add(r)
-        emit({"event": "file", **asdict(r)})
+            inverter = inverters.get(cfg)
+            waves = inverter.many([it.x for _, _, it in entries],
+                                  [it.length for _, _, it in entries])
+            waves = [w.float().cpu().numpy() for w in waves]
+        except Exception as exc:  # one bad group must not stop the batch: retry one by one
+            if len(entries) > 1:
+                for inp, outp, _ in entries:
+                    _run_group([(inp, outp)], inverters, options, summary, emit)
+                continue
+            inp, outp, _ = entries[0]
+            why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            _report(summary, emit, FileResult(str(inp), str(outp), "failed", why))
+            continue
+        per_file = (time.perf_counter() - t0) / len(loaded)
+        for (inp, outp, item), w in zip(entries, waves):
+            _write(inp, outp, item, w, per_file, options, summary, emit)
+
+
+def _report(summary: Summary, emit, r: FileResult) -> None:
+    summary.add(r)
+    emit({"event": "file", **asdict(r)})
+
+
+def _write(inp: Path, outp: Path, item: Item, w: np.ndarray, seconds: float,
+           options: InvertOptions, summary: Summary, emit) -> None:
+    """Write one waveform at its spectrogram's sample rate, with its notices."""
+    notices = list(item.notices)
+    peak = max(float(w.max()), -float(w.min())) if w.size else 0.0  # no |w| copy
+    if peak > POWER_HINT_PEAK and not item.scale_stated:
+        notices.append(f"peak {peak:.0f} is far above full scale: a power spectrogram (|X|^2)? "
+                       "then pass --scale power")
+    if options.subtype != "FLOAT" and peak > 1.0:
+        notices.append(f"clipped: peak {peak:.2f} > 1.0 (use --subtype FLOAT to keep it)")
+        w = np.clip(w, -1.0, 1.0)
+    sr = item.cfg.sample_rate
+    try:
+        outp.parent.mkdir(parents=True, exist_ok=True)
+        write_wav_atomic(outp, w, sr, options.subtype)
+        r = FileResult(str(inp), str(outp), "ok", None, len(w) / sr, seconds, notices)
+    except Exception as exc:
+        r = FileResult(str(inp), str(outp), "failed", f"cannot write output ({exc})")
+    _report(summary, emit, r)
 
 
 def _shard_worker(args) -> dict[str, Any]:
@@ -307,11 +363,13 @@ def run_sharded(src: Path, out_dir: Path, options: InvertOptions, gpus: int,
 
 
 def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = False,
-                      cfg: StftConfig | None = None) -> list[FileResult]:
-    """Write the magnitude spectrogram of every audio file under ``src`` (mirroring the tree)."""
+                      stft: dict[str, Any] | None = None) -> list[FileResult]:
+    """Write the magnitude spectrogram of every audio file under ``src`` (mirroring the tree),
+    with the STFT settings ``stft`` (torch's names; None: today's defaults); ``.npz`` files
+    carry them all as metadata."""
     from .spec_io import write_spectrogram
 
-    cfg = cfg or StftConfig()
+    options = InvertOptions(method="oracle", stft=dict(stft or {}))
     src, out_dir = Path(src), Path(out_dir)
     files = [f for f in find_inputs(src) if f.suffix.lower() in AUDIO_EXTS]
     if not files:
@@ -323,11 +381,11 @@ def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = 
         try:
             if dst.exists() and not force:
                 raise InputError("output exists (use --force to overwrite)")
-            item = load_input(f, cfg)
+            item = load_input(f, options)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            write_spectrogram(dst, item.x.abs().numpy(), cfg, fmt)
-            results.append(FileResult(str(f), str(dst), "ok", None, item.length / cfg.sample_rate,
-                                      notices=item.notices))
+            write_spectrogram(dst, item.x.abs().numpy(), item.cfg, fmt)
+            results.append(FileResult(str(f), str(dst), "ok", None,
+                                      item.length / item.cfg.sample_rate, notices=item.notices))
         except (InputError, ValueError, OSError) as exc:
             results.append(FileResult(str(f), str(dst), "failed", str(exc)))
     return results

@@ -109,6 +109,51 @@ class StftConfig:
         return _from_dict(cls, data)
 
 
+#: StftConfig's fields, in torch's names: the STFT settings a user can give
+STFT_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "window", "center", "pad_mode")
+
+
+def _setting(key: str, value: Any) -> Any:
+    """One STFT setting from an option, a file or a keyword: ints may come as strings ("16000")
+    or integral floats, ``center`` as true/false/1/0; anything else is refused by name."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()  # NumPy / torch scalars
+    if key in ("sample_rate", "n_fft", "win_length", "hop_length"):
+        if isinstance(value, bool):
+            raise ValueError(f"{key}={value!r} is not an integer")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if not isinstance(value, int):
+            raise ValueError(f"{key}={value!r} is not an integer")
+        return value
+    if key == "center":
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in ("true", "false", "1", "0"):
+            return text in ("true", "1")
+        raise ValueError(f"center={value!r} is not true or false")
+    return str(value)
+
+
+def stft_config(given: dict[str, Any], base: "StftConfig | None" = None) -> "StftConfig":
+    """``base`` (default: ``StftConfig()``) with the settings in ``given`` (None: not given).
+
+    As in torch, a given ``n_fft`` brings ``win_length = n_fft`` and ``hop_length =
+    win_length // 4`` unless those are given too. Raises ValueError naming a bad setting.
+    """
+    base = base or StftConfig()
+    unknown = sorted(set(given) - set(STFT_KEYS))
+    if unknown:
+        raise ValueError(f"unknown STFT setting(s) {unknown}; known: {', '.join(STFT_KEYS)}")
+    values = {k: _setting(k, v) for k, v in given.items() if v is not None}
+    if "n_fft" in values:
+        values.setdefault("win_length", values["n_fft"])
+    if "win_length" in values and "n_fft" in values:
+        values.setdefault("hop_length", values["win_length"] // 4)
+    return dataclasses.replace(base, **values)
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     """Weighted least-squares phase integration (:mod:`ppsi_cli.integrate`).

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import StftConfig
+from .config import StftConfig, stft_config
 from .dsp.stft import stft
 from .io import AUDIO_EXTS
 from .methods import Method, parse_method, parse_methods
@@ -31,7 +31,8 @@ SCORES = ("pesq", "estoi", "lsc")
 @dataclass
 class EvalOptions:
     """``methods``: comma-separated :mod:`ppsi_cli.methods` spellings; ``compare``: pairs
-    ``A:B,...`` of them to report paired per-file differences for."""
+    ``A:B,...`` of them to report paired per-file differences for; ``stft``: the STFT settings
+    every method is evaluated with (torch's names; the audio is resampled to its rate)."""
 
     methods: str = DEFAULT_METHODS
     weights_online: str | None = None
@@ -39,11 +40,14 @@ class EvalOptions:
     limit: int | None = None
     jobs: int = 1
     compare: str = ""
+    stft: dict[str, Any] = field(default_factory=dict)  # settings given (None: not given)
     parsed: list[Method] = field(init=False)
     pairs: list[tuple[str, str]] = field(init=False)
+    cfg: StftConfig = field(init=False)
 
     def __post_init__(self) -> None:
         self.parsed = parse_methods(self.methods)
+        self.cfg = stft_config(self.stft)
         self.pairs = parse_pairs(self.compare, self.parsed)
         if self.jobs < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("jobs and limit must be >= 1")
@@ -69,13 +73,8 @@ def _inverters(options: EvalOptions) -> dict[str, Any]:
     from .inverter import Inverter
 
     weights = {"online": options.weights_online, "strided": options.weights_strided}
-    out = {}
-    for m in options.parsed:
-        out[m.label] = Inverter(m, weights=weights[m.variant] if m.uses_network else None)
-    stfts = {inv.stft for inv in out.values()}
-    if len(stfts) > 1:
-        raise ValueError(f"the methods' weights use different STFTs: {sorted(map(str, stfts))}")
-    return out
+    return {m.label: Inverter(m, weights=weights[m.variant] if m.uses_network else None,
+                              stft=options.cfg) for m in options.parsed}
 
 
 def _score(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
@@ -122,6 +121,7 @@ def evaluate(root: Path, options: EvalOptions,
     """Per-file rows, per-method summaries (mean, std, n) of pesq, estoi, lsc and speed, and the
     paired comparisons of ``options.compare``."""
     files = [str(f) for f in eval_files(root, options.limit)]
+    _inverters(options)  # a method that cannot serve this STFT: one line, before any work
     rows: list[dict[str, Any]] = []
     if options.jobs <= 1:
         _init(options)
@@ -142,6 +142,7 @@ def evaluate(root: Path, options: EvalOptions,
               "summary": summarize(rows, options.parsed), "rows": rows}
     if options.pairs:
         result["paired"] = compare(rows, options.pairs)
+    result["stft"] = options.cfg.to_dict()
     return result
 
 

@@ -24,7 +24,7 @@ from .dsp.stft import OverlapAdd, check_spectrogram, default_length, istft
 from .integrate import PhaseIntegrator
 from .methods import Method, parse_method
 from .model import NetworkStream
-from .weights import LoadedModel, load_model, load_weights
+from .weights import LoadedModel, family, family_name, load_model, load_weights
 
 #: Frames x items per chunk: bounds the working memory of a stream (1024 frames of 513 bins are
 #: ~20 MB of least-squares systems); the result does not depend on it.
@@ -177,6 +177,7 @@ class Inverter:
                  **options):
         self.method = parse_method(method, **options)
         self.device = resolve_device(device)
+        chosen = model is not None or weights is not None  # the user picked the network
         if model is None and (weights is not None or self.method.uses_network):
             model = (load_model(weights, self.method.variant, self.device)
                      if self.method.uses_network else load_weights(weights, self.device))
@@ -188,8 +189,11 @@ class Inverter:
             kind = "strided" if model.net.cfg.strided else "online"
             raise ValueError(f"method {self.method.name} but the weights hold a {kind} model")
         self.stft = stft or (model.stft if model else StftConfig())
-        if self.method.uses_network and self.stft != model.stft:
-            raise ValueError(f"the weights were trained for {model.stft}, not {self.stft}")
+        if self.method.uses_network and not chosen and family(self.stft) != family(model.stft):
+            raise ValueError(
+                f"no shipped ppsi network for {family_name(self.stft)} (shipped: "
+                f"{family_name(model.stft)}); use --method griffin-lim, pghi or rtisi-la for "
+                "this STFT, or pass --weights FILE")
         self.solver = solver or (model.solver if model else SolverConfig())
 
     # --- the edge: validation, once ------------------------------------------------------

@@ -1,11 +1,13 @@
 """Spectrogram files: read ``.npy`` / ``.npz`` / ``.pt`` safely (never unpickling), write them.
 
 - ``.npy``: a real array ``(bins, frames)`` of linear magnitudes.
-- ``.npz``: key ``magnitude`` ``(bins, frames)``; optional scalars ``sample_rate``, ``n_fft``,
-  ``hop_length``, ``win_length``, ``window`` and ``scale`` in ``linear`` (|X|), ``power`` (|X|^2),
-  ``log`` (natural log of |X|) or ``db`` (20 log10 |X|).
+- ``.npz``: key ``magnitude`` ``(bins, frames)``; optional scalars naming its STFT in torch's
+  names (``sample_rate``, ``n_fft``, ``win_length``, ``hop_length``, ``window``, ``center``,
+  ``pad_mode``; see :class:`~ppsi_cli.config.StftConfig`) and ``scale`` in ``linear`` (|X|),
+  ``power`` (|X|^2), ``log`` (natural log of |X|) or ``db`` (20 log10 |X|).
 - ``.pt``: a real tensor ``(bins, frames)`` saved with ``torch.save`` (loaded ``weights_only``).
-A leading dimension of size 1 is dropped. Metadata that disagrees with the model's STFT is refused.
+A leading dimension of size 1 is dropped. What a file says of its STFT and scale wins over the
+defaults; a command-line option that contradicts it is refused, naming both.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import StftConfig
+from .config import STFT_KEYS, StftConfig, _setting, stft_config
 from .io import atomic_path
 
 SPEC_EXTS = (".npy", ".npz", ".pt")
 SCALES = ("linear", "power", "log", "db")
-_META_KEYS = ("sample_rate", "n_fft", "hop_length", "win_length", "window")
 
 
 class SpecError(ValueError):
@@ -54,8 +55,10 @@ def _scalar(value: np.ndarray, key: str):
     return value.item()
 
 
-def read_spectrogram(path: str | Path) -> Spectrogram:
-    """Read a spectrogram file as linear magnitudes; raises :class:`SpecError` with the reason."""
+def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
+    """Read a spectrogram file as linear magnitudes; raises :class:`SpecError` with the reason.
+
+    ``scale`` (None: not given) is the scale of a file that does not state its own."""
     path = Path(path)
     ext = path.suffix.lower()
     meta: dict = {}
@@ -74,7 +77,7 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
                 if "magnitude" not in z.files:
                     raise SpecError(f"no 'magnitude' array (keys: {sorted(z.files)})")
                 arr = z["magnitude"]
-                for key in (*_META_KEYS, "scale"):
+                for key in (*STFT_KEYS, "scale"):
                     if key in z.files:
                         meta[key] = _scalar(z[key], key)
         elif ext == ".pt":
@@ -107,7 +110,9 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
         raise SpecError(f"has shape {arr.shape}; expected (bins, frames)")
     if arr.size == 0:
         raise SpecError(f"is empty (shape {arr.shape})")
-    scale = str(meta.get("scale", "linear"))
+    if scale is not None and "scale" in meta and str(meta["scale"]) != scale:
+        raise SpecError(f"the file says scale={meta['scale']!r} but --scale {scale}")
+    scale = str(meta.get("scale", scale or "linear"))
     if scale not in SCALES:
         raise SpecError(f"scale {scale!r} unknown; use one of {SCALES}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -121,13 +126,21 @@ def read_spectrogram(path: str | Path) -> Spectrogram:
     return Spectrogram(mag.astype(np.float32), meta)
 
 
-def check_against(spec: Spectrogram, cfg: StftConfig) -> None:
-    """Refuse a spectrogram whose metadata disagree with the STFT it will be inverted with (its
-    values are checked by the inverter, :func:`ppsi_cli.dsp.stft.check_spectrogram`)."""
-    for key in _META_KEYS:
-        if key in spec.meta and spec.meta[key] != getattr(cfg, key):
-            raise SpecError(f"{key}={spec.meta[key]!r} but the model expects "
-                            f"{key}={getattr(cfg, key)!r}")
+def file_stft(spec: Spectrogram, options: dict, base: StftConfig) -> StftConfig:
+    """The STFT of a spectrogram file: what its metadata say, else the ``options`` (None: not
+    given), else ``base``. An option that contradicts the metadata is refused, naming both."""
+    meta = {k: v for k, v in spec.meta.items() if k in STFT_KEYS}
+    try:
+        for key, value in options.items():
+            if value is not None and key in meta and _setting(key, meta[key]) != _setting(key,
+                                                                                          value):
+                flag = "--" + key.replace("_", "-")
+                raise SpecError(f"the file says {key}={meta[key]!r} but {flag} {value}")
+        return stft_config({**options, **meta}, base)
+    except SpecError:
+        raise
+    except ValueError as exc:  # a setting in the file that is not one
+        raise SpecError(f"STFT metadata: {exc}") from None
 
 
 def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
@@ -140,7 +153,7 @@ def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
     mag = np.ascontiguousarray(magnitude, dtype=np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         if fmt == "npz":
-            np.savez(f, magnitude=mag, scale="linear", **{k: getattr(cfg, k) for k in _META_KEYS})
+            np.savez(f, magnitude=mag, scale="linear", **{k: getattr(cfg, k) for k in STFT_KEYS})
         elif fmt == "npy":
             np.save(f, mag, allow_pickle=False)
         else:

@@ -9,6 +9,7 @@ it whenever they are loaded. Their model card is ``weights/README.md``.
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,18 @@ def weights_dir() -> Path:
     here = Path(__file__).resolve().parent
     installed = here / "weights"
     return installed if installed.is_dir() else here.parent / "weights"
+
+
+def family(stft: StftConfig) -> tuple[str, Fraction]:
+    """The STFT family a network serves: its window and hop / win_length. Within a family the
+    phase differences keep their scale across sample rates and sizes (measured in the model card,
+    ``weights/README.md``); across families they do not."""
+    return stft.window, Fraction(stft.hop_length, stft.win_length)
+
+
+def family_name(stft: StftConfig) -> str:
+    window, ratio = family(stft)
+    return f"{window} at {float(100 * (1 - ratio)):g} % overlap"
 
 
 def sha256(path: str | Path) -> str:

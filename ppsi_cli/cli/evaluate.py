@@ -11,7 +11,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import app
-from .common import err, fail, out
+from .common import (CENTER, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, WINDOW, err, fail,
+                     out, stft_settings)
 
 
 @app.command("eval")
@@ -29,6 +30,12 @@ def eval_cmd(
     compare: str = typer.Option("", help="Paired per-file differences A - B to report, e.g. "
                                          "ppsi:gl32,ppsi-strided:ppsi (mean ± standard error, "
                                          "95 % CI, paired t-test p, share of files A is higher)."),
+    sample_rate: Optional[int] = SAMPLE_RATE,
+    n_fft: Optional[int] = N_FFT,
+    win_length: Optional[int] = WIN_LENGTH,
+    hop_length: Optional[int] = HOP_LENGTH,
+    window: Optional[str] = WINDOW,
+    center: Optional[bool] = CENTER,
 ) -> None:
     """Mean ± std of WB-PESQ, ESTOI, LSC and seconds per audio second (one thread) per method."""
     from ..evaluate import EvalOptions, eval_files, evaluate
@@ -36,7 +43,8 @@ def eval_cmd(
     try:
         options = EvalOptions(methods, str(weights_online) if weights_online else None,
                               str(weights_strided) if weights_strided else None, limit, jobs,
-                              compare)
+                              compare, stft_settings(sample_rate, n_fft, win_length, hop_length,
+                                                     window, center))
         n = len(eval_files(data, limit))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
@@ -49,8 +57,11 @@ def eval_cmd(
             result = evaluate(data, options, lambda row: progress.advance(task))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+    st = options.cfg
     table = Table(title=f"{result['files']} files, {result['audio_seconds'] / 60:.1f} min of "
-                        f"audio from {data}")
+                        f"audio from {data}; STFT {st.sample_rate} Hz, {st.window} "
+                        f"{st.win_length}/{st.n_fft}/{st.hop_length}"
+                        + (", centred" if st.center else ""))
     for col in ("method", "WB-PESQ", "ESTOI", "LSC (dB)", "s / audio s (1 thread)"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m, s in result["summary"].items():

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import app
-from .common import err, fail, out
+from .common import (CENTER, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, WINDOW, err, fail,
+                     out, stft_settings)
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -49,8 +50,20 @@ def invert(
     gpus: int = typer.Option(0, min=0, help="One process per GPU over shards."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the summary here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no per-file lines."),
+    sample_rate: Optional[int] = SAMPLE_RATE,
+    n_fft: Optional[int] = N_FFT,
+    win_length: Optional[int] = WIN_LENGTH,
+    hop_length: Optional[int] = HOP_LENGTH,
+    window: Optional[str] = WINDOW,
+    center: Optional[bool] = CENTER,
+    scale: Optional[str] = typer.Option(None, "--scale", help="linear | power | log | db: the "
+                                        "scale of .npy/.pt files (default linear)."),
 ) -> None:
-    """Invert magnitude spectrograms (.npy/.npz/.pt) or audio (wav/flac/ogg) into WAV files."""
+    """Invert magnitude spectrograms (.npy/.npz/.pt) or audio (wav/flac/ogg) into WAV files.
+
+    A spectrogram's STFT is what its .npz metadata say, else the STFT options, else 16 kHz,
+    Hann 1024, hop 256, start-referenced frames; an option that contradicts a file's metadata is
+    an error. Audio is analysed with the options. Each WAV has its spectrogram's sample rate."""
     import torch
 
     from ..batch import InvertOptions, Summary, find_inputs, run_batch, run_sharded
@@ -63,7 +76,9 @@ def invert(
                                 device=dev, iters=iters, momentum=momentum, refine=refine,
                                 subtype=subtype, force=force, skip_existing=skip_existing,
                                 batch_size=batch_size or (16 if dev.startswith("cuda") else 1),
-                                shard=(i, n))
+                                shard=(i, n), scale=scale,
+                                stft=stft_settings(sample_rate, n_fft, win_length, hop_length,
+                                                   window, center))
         total = len(find_inputs(inputs))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
@@ -123,14 +138,23 @@ def spec(
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the tree)."),
     fmt: str = typer.Option("npz", "--format", help="npz (with STFT metadata) | npy | pt"),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    sample_rate: Optional[int] = SAMPLE_RATE,
+    n_fft: Optional[int] = N_FFT,
+    win_length: Optional[int] = WIN_LENGTH,
+    hop_length: Optional[int] = HOP_LENGTH,
+    window: Optional[str] = WINDOW,
+    center: Optional[bool] = CENTER,
 ) -> None:
-    """Write magnitude spectrograms of audio with the model's STFT (how inputs are made)."""
+    """Write magnitude spectrograms of audio (16 kHz, Hann 1024, hop 256 unless the STFT
+    options say otherwise); .npz files carry every STFT setting as metadata."""
     from ..batch import make_spectrograms
 
     if fmt not in ("npz", "npy", "pt"):
         raise fail(f"--format must be npz, npy or pt, got {fmt!r}")
     try:
-        results = make_spectrograms(inputs, out_dir, fmt, force)
+        results = make_spectrograms(inputs, out_dir, fmt, force,
+                                    stft_settings(sample_rate, n_fft, win_length, hop_length,
+                                                  window, center))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
     failed = [r for r in results if r.status == "failed"]

@@ -7,9 +7,10 @@ from typing import Optional
 
 import typer
 
-from ..config import ModelConfig, SolverConfig, StftConfig, TrainConfig
+from ..config import ModelConfig, SolverConfig, TrainConfig, stft_config
 from . import app
-from .common import err, fail
+from .common import (CENTER, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, WINDOW, err, fail,
+                     stft_settings)
 
 
 def draw_event(event: dict) -> None:
@@ -86,8 +87,17 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Checkpoint to continue from."),
     init_from: Optional[Path] = typer.Option(None, help="Start from these weights (an online "
                                              "model initialises a strided one)."),
+    sample_rate: Optional[int] = SAMPLE_RATE,
+    n_fft: Optional[int] = N_FFT,
+    win_length: Optional[int] = WIN_LENGTH,
+    hop_length: Optional[int] = HOP_LENGTH,
+    window: Optional[str] = WINDOW,
+    center: Optional[bool] = CENTER,
 ) -> None:
-    """Train the phase-difference CNN; writes OUT/weights.pt, checkpoints, config.json, train.log."""
+    """Train the phase-difference CNN; writes OUT/weights.pt, checkpoints, config.json, train.log.
+
+    The STFT options set the STFT it learns (audio resampled to --sample-rate); the weights
+    file records it, and the network then serves that STFT family."""
     import torch
 
     from ..train import TrainError, launch
@@ -111,7 +121,9 @@ def train(
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
                               blocks=blocks, strided=strided,
                               dilation_growth=dilation_growth),
-            stft=StftConfig(), solver=SolverConfig(p=p, g=g))
+            stft=stft_config(stft_settings(sample_rate, n_fft, win_length, hop_length, window,
+                                           center)),
+            solver=SolverConfig(p=p, g=g))
         launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)
     except (TrainError, ValueError) as exc:
         raise fail(str(exc)) from None
