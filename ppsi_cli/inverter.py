@@ -139,16 +139,19 @@ class Stream:
         self._frames += x.shape[-1]
         return self._samples(self.source.push(x.reshape(-1, *x.shape[-2:]), last))
 
-    def flush(self) -> torch.Tensor:
+    def flush(self, length: int | None = None) -> torch.Tensor:
+        """The last samples: up to ``length`` in all (default: the STFT's default length of the
+        frames pushed; more comes from the overlap the last frames leave, as ``torch.istft``
+        gives with ``length``, then zeros)."""
         if self._done:
             raise RuntimeError("stream was already flushed")
         self._done = True
         last = self._samples(self.source.flush())
         if self._lead is None:
             return last
-        # the overlap after the last frame, up to the default length of all frames pushed
         tail = self.ola.flush().reshape(*self._lead, -1)
-        need = default_length(self._frames, self.inverter.stft) - self._emitted
+        total = default_length(self._frames, self.inverter.stft) if length is None else length
+        need = total - self._emitted
         tail = fit_length(tail, max(0, need))
         self._emitted += tail.shape[-1]
         return torch.cat([last, tail.to(last.dtype)], dim=-1)
@@ -226,26 +229,28 @@ class Inverter:
         return self._invert(self._checked(x), length)
 
     def _invert(self, x: torch.Tensor, length: int | None) -> torch.Tensor:
-        wave = self._streamed(x) if self.method.online else istft(self._offline(x), self.stft)
-        return fit_length(wave, length)
+        if self.method.online:
+            return self._streamed(x, length)
+        return istft(self._offline(x), self.stft, length)
 
-    def _streamed(self, x: torch.Tensor) -> torch.Tensor:
+    def _streamed(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
         stream = Stream(self)
         n_items = max(1, x[..., 0, 0].numel())
         chunk = max(2, CHUNK_ROWS.get(self.device.type, 2048) // n_items // 2 * 2)
         n_t = x.shape[-1]
         # written in place: the output is the only allocation that grows with the length
-        out = torch.empty(*x.shape[:-2], default_length(n_t, self.stft), device=self.device,
-                          dtype=x.real.dtype)
+        total = default_length(n_t, self.stft) if length is None else length
+        size = max(total, default_length(n_t, self.stft))  # a shorter length is cut at the end
+        out = torch.empty(*x.shape[:-2], size, device=self.device, dtype=x.real.dtype)
         done = 0
         for s in range(0, n_t, chunk):
             part = stream._push(x[..., s:s + chunk], last=s + chunk >= n_t)
             out[..., done:done + part.shape[-1]] = part
             done += part.shape[-1]
-        part = stream.flush()
+        part = stream.flush(total)
         out[..., done:done + part.shape[-1]] = part
-        assert done + part.shape[-1] == out.shape[-1], (done, part.shape, out.shape)
-        return out
+        assert max(done + part.shape[-1], total) == size, (done, part.shape, size)
+        return out[..., :total]
 
     def _offline(self, mag: torch.Tensor) -> torch.Tensor:
         """Complex STFT (..., K, T) of an offline method."""

@@ -1,0 +1,242 @@
+"""Every STFT convention users bring (``../shared/CONVENTIONS.md``), checked against torch and
+librosa themselves: framing, window placement, lengths, sample rates, scales, metadata, API types.
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+from typer.testing import CliRunner
+
+import ppsi_cli
+from ppsi_cli.cli import app
+from ppsi_cli.config import StftConfig, stft_config
+from ppsi_cli.dsp.stft import default_length, istft, n_frames, stft, window
+
+runner = CliRunner()
+
+# (sample rate, n_fft, win_length, hop, window, center, pad_mode)
+CONVENTIONS = [
+    (16000, 1024, 1024, 256, "hann", True, "reflect"),      # torch.stft defaults at ppsi's size
+    (16000, 1024, 1024, 256, "hann", True, "constant"),     # librosa >= 0.10 defaults
+    (16000, 512, 400, 100, "hann", True, "reflect"),        # DCCRN / MP-SENet: win < n_fft
+    (16000, 511, 511, 128, "hann", True, "constant"),       # odd n_fft
+    (16000, 512, 512, 256, "sqrt-hann", True, "reflect"),   # GTCRN, 50 % overlap
+    (22050, 1024, 1024, 256, "hann", True, "reflect"),      # HiFi-GAN / VITS rate
+    (24000, 2048, 1200, 300, "hann", True, "reflect"),      # StyleTTS 2
+    (48000, 960, 960, 480, "sqrt-hann", True, "reflect"),   # DeepFilterNet-like
+    (16000, 512, 400, 100, "hamming", False, "reflect"),    # start-referenced, centred window
+    (22050, 1023, 900, 225, "blackman", False, "reflect"),  # odd n_fft, start-referenced
+]
+IDS = [f"{c[0]}-{c[1]}-{c[2]}-{c[3]}-{c[4]}-{'center' if c[5] else 'start'}-{c[6]}"
+       for c in CONVENTIONS]
+
+
+def _cfg(c) -> StftConfig:
+    sr, n_fft, win, hop, name, center, pad_mode = c
+    return StftConfig(sample_rate=sr, n_fft=n_fft, win_length=win, hop_length=hop, window=name,
+                      center=center, pad_mode=pad_mode)
+
+
+def _torch_window(cfg: StftConfig) -> torch.Tensor:
+    """The win_length-sample window as a torch user passes it (torch centres it in n_fft)."""
+    w = torch.hann_window(cfg.win_length, dtype=torch.float64) if "hann" in cfg.window else {
+        "hamming": torch.hamming_window, "blackman": torch.blackman_window}[cfg.window](
+        cfg.win_length, dtype=torch.float64)
+    return w.sqrt() if cfg.window == "sqrt-hann" else w
+
+
+def _speech(speech, sr: int) -> torch.Tensor:
+    x = speech[0].numpy()[:24000]
+    return torch.from_numpy(resample_poly(x, sr, 16000) if sr != 16000 else x.copy())
+
+
+@pytest.mark.parametrize("c", CONVENTIONS, ids=IDS)
+def test_stft_and_istft_equal_torch_and_librosa(speech, c) -> None:
+    cfg = _cfg(c)
+    x = _speech(speech, cfg.sample_rate)
+    w = _torch_window(cfg)
+    assert torch.equal(window(cfg, torch.float64)[cfg.offset:cfg.offset + cfg.win_length], w)
+    ours = stft(x, cfg)
+    assert ours.shape[-1] == n_frames(len(x), cfg)
+    if cfg.center:
+        ref = torch.stft(x, cfg.n_fft, cfg.hop_length, cfg.win_length, w, center=True,
+                         pad_mode=cfg.pad_mode, return_complex=True)
+        assert ours.shape == ref.shape
+        assert (ours - ref).abs().max() <= 1e-9 * ref.abs().max()
+        # torch.istft: default length and length=len(x)
+        for length in (None, len(x)):
+            y_ref = torch.istft(ref, cfg.n_fft, cfg.hop_length, cfg.win_length, w, center=True,
+                                length=length)
+            y = istft(ref, cfg, length)
+            assert y.shape == y_ref.shape
+            assert (y - y_ref).abs().max() <= 1e-9
+        assert istft(ref, cfg).shape[-1] == default_length(ref.shape[-1], cfg)
+        if cfg.pad_mode == "constant":  # librosa pads with zeros
+            lib = librosa.stft(x.numpy(), n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                               win_length=cfg.win_length, window=w.numpy(), center=True,
+                               pad_mode="constant")
+            assert np.abs(ours.numpy() - lib).max() <= 1e-6 * np.abs(lib).max()
+            y_lib = librosa.istft(lib, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                  win_length=cfg.win_length, window=w.numpy(), center=True,
+                                  length=len(x))
+            assert np.abs(istft(ours, cfg, len(x)).numpy() - y_lib).max() <= 1e-6
+    # every framing: analysis and synthesis are an exact pair
+    assert (istft(ours, cfg, len(x)) - x).abs().max() <= 1e-9
+
+
+@pytest.mark.parametrize("c", CONVENTIONS, ids=IDS)
+def test_oracle_reconstruction_is_aligned_sample_for_sample(speech, c) -> None:
+    """The least squares from the true phase differences gives the signal back where it is
+    not silent: aligned, with the length asked for, through the public API and torch's names."""
+    cfg = _cfg(c)
+    x = _speech(speech, cfg.sample_rate)
+    spec = stft(x, cfg)  # float64 (equals torch.stft / librosa.stft by the test above)
+    y = ppsi_cli.invert(spec, "oracle", length=len(x), sample_rate=cfg.sample_rate,
+                        n_fft=cfg.n_fft, win_length=cfg.win_length,
+                        hop_length=cfg.hop_length, window=cfg.window, center=cfg.center)
+    assert y.shape == x.shape and y.dtype == torch.float64
+    # the least squares starts each run of frames at phase 0 in bin 0 (DC is real: 0 or pi),
+    # so the signal comes back up to its sign
+    err = min(float((y - x).norm()), float((y + x).norm())) / float(x.norm())
+    assert err < 1e-3, err  # the ceiling: WB-PESQ 4.64 on the evaluation set
+    assert ppsi_cli.invert(spec, "oracle", stft=cfg).shape[-1] == default_length(
+        spec.shape[-1], cfg)
+
+
+def test_torch_defaults_follow_torch() -> None:
+    """n_fft alone brings win_length = n_fft and hop = n_fft // 4, as in torch.stft."""
+    cfg = stft_config({"n_fft": 512, "center": "true", "sample_rate": "22050"})
+    assert (cfg.win_length, cfg.hop_length, cfg.center, cfg.sample_rate) == (512, 128, True,
+                                                                               22050)
+    for bad, message in (({"sample_rate": "16k"}, "sample_rate='16k' is not an integer"),
+                         ({"center": "maybe"}, "center='maybe' is not true or false"),
+                         ({"window": "kaiser"}, "window must be one of"),
+                         ({"n_fft": 256, "win_length": 400}, "win_length <= n_fft"),
+                         ({"hop": 3}, "unknown STFT setting")):
+        with pytest.raises(ValueError, match=message):
+            stft_config(bad)
+
+
+def test_api_types_follow_the_input(speech) -> None:
+    x = speech[0][:16000].float()
+    mag = stft(x, StftConfig(center=True)).abs()
+    ref = ppsi_cli.invert(mag, center=True)
+    y_np = ppsi_cli.invert(mag.numpy(), center=True)  # numpy in, numpy out
+    assert isinstance(y_np, np.ndarray) and y_np.dtype == np.float32
+    np.testing.assert_allclose(y_np, ref.numpy(), atol=1e-6)
+    y16 = ppsi_cli.invert(mag.half(), center=True)  # half precision: computed in float32
+    assert y16.dtype == torch.float32 and y16.shape == ref.shape
+    assert ppsi_cli.invert(mag.bfloat16(), center=True).dtype == torch.float32
+    y64 = ppsi_cli.invert(mag.double(), "griffin-lim+iters=2", center=True)
+    assert y64.dtype == torch.float64
+    batch = ppsi_cli.invert(torch.stack([mag, mag]).unsqueeze(0), center=True)  # (1, 2, K, T)
+    assert batch.shape == (1, 2, ref.shape[-1])
+    assert len(ref) == default_length(mag.shape[-1], StftConfig(center=True)) == 256 * 62
+
+
+def test_ppsi_serves_its_family_only(speech) -> None:
+    half = stft_config({"n_fft": 512, "hop_length": 256})
+    mag = stft(speech[0][:16000].float(), half).abs()
+    with pytest.raises(ValueError, match=r"no shipped ppsi network for hann at 50 % overlap "
+                                         r"\(shipped: hann at 75 % overlap\); use --method "
+                                         r"griffin-lim, pghi or rtisi-la"):
+        ppsi_cli.invert(mag, n_fft=512, hop_length=256)
+    # the classical methods work on every STFT; 22.05 kHz 512/128 is in the family
+    assert ppsi_cli.invert(mag, "pghi", stft=half).shape == (
+        default_length(mag.shape[-1], half),)
+    quarter = stft_config({"n_fft": 512, "sample_rate": 22050})
+    ppsi_cli.invert(stft(speech[0][:8000].float(), quarter).abs(), stft=quarter)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def _write_22k(tmp_path, speech) -> tuple[np.ndarray, np.ndarray]:
+    """22.05 kHz speech and its torch.stft(center=True) magnitude (HiFi-GAN's rate)."""
+    x = resample_poly(speech[0].numpy()[:32000], 441, 320)
+    mag = torch.stft(torch.from_numpy(x), 1024, 256, window=torch.hann_window(
+        1024, dtype=torch.float64), center=True, return_complex=True).abs().float().numpy()
+    return x, mag
+
+
+def test_cli_takes_settings_from_metadata_or_options(tmp_path, speech) -> None:
+    x, mag = _write_22k(tmp_path, speech)
+    src = tmp_path / "in"
+    src.mkdir()
+    np.savez(src / "meta.npz", magnitude=mag, sample_rate="22050", center=True)
+    np.save(src / "plain.npy", mag)
+    np.savez(src / "power.npz", magnitude=mag ** 2, sample_rate=22050, center=1, scale="power")
+    out = tmp_path / "out"
+    # meta.npz and power.npz say it themselves; plain.npy needs the options
+    r = runner.invoke(app, ["invert", str(src), "-o", str(out), "--sample-rate", "22050",
+                            "--center", "--method", "griffin-lim+iters=8", "--subtype", "FLOAT"])
+    assert r.exit_code == 0, r.output
+    waves = {}
+    for name in ("meta", "plain", "power"):
+        y, sr = sf.read(out / f"{name}.wav")
+        assert sr == 22050 and len(y) == 256 * (mag.shape[1] - 1)  # torch.istft's length
+        waves[name] = y
+    np.testing.assert_allclose(waves["meta"], waves["plain"], atol=1e-6)
+    np.testing.assert_allclose(waves["power"], waves["meta"], atol=1e-4)
+
+
+def test_cli_refuses_options_that_contradict_a_file(tmp_path, speech) -> None:
+    _, mag = _write_22k(tmp_path, speech)
+    np.savez(tmp_path / "a.npz", magnitude=mag, sample_rate=22050, center=True, scale="linear")
+    for args, message in ((["--sample-rate", "16000"],
+                           "the file says sample_rate=22050 but --sample-rate 16000"),
+                          (["--no-center"], "the file says center=True but --center False"),
+                          (["--scale", "power"], "the file says scale='linear' but --scale power")):
+        r = runner.invoke(app, ["invert", str(tmp_path / "a.npz"), "-o", str(tmp_path / "o"),
+                                *args])
+        assert r.exit_code == 1, r.output
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], r.stderr
+        assert not (tmp_path / "o" / "a.wav").exists()
+    np.savez(tmp_path / "b.npz", magnitude=mag, sample_rate="22k")
+    r = runner.invoke(app, ["invert", str(tmp_path / "b.npz"), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "sample_rate='22k' is not an integer" in r.stderr
+
+
+def test_cli_copy_synthesis_at_the_audio_settings_is_aligned(tmp_path, speech) -> None:
+    x = resample_poly(speech[0].numpy()[:32000], 3, 2).astype(np.float32)  # 24 kHz
+    sf.write(tmp_path / "a.wav", x, 24000, subtype="FLOAT")
+    r = runner.invoke(app, ["invert", str(tmp_path / "a.wav"), "-o", str(tmp_path / "out"),
+                            "--method", "oracle", "--sample-rate", "24000", "--center",
+                            "--subtype", "FLOAT"])
+    assert r.exit_code == 0, r.output
+    y, sr = sf.read(tmp_path / "out" / "a.wav")
+    assert sr == 24000 and len(y) == len(x)
+    err = min(np.linalg.norm(y - x), np.linalg.norm(y + x)) / np.linalg.norm(x)  # up to sign
+    assert err < 1e-3, err  # aligned sample for sample, to the last one
+
+
+def test_spec_writes_every_setting_and_invert_reads_them(tmp_path, speech) -> None:
+    sf.write(tmp_path / "a.wav", speech[0].numpy()[:16000], 16000)
+    r = runner.invoke(app, ["spec", str(tmp_path / "a.wav"), "-o", str(tmp_path / "s"),
+                            "--sample-rate", "22050", "--n-fft", "512", "--center"])
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "s" / "a.npz") as z:
+        meta = {k: z[k].item() for k in z.files if k != "magnitude"}
+        assert z["magnitude"].shape[0] == 257
+    assert meta == {"sample_rate": 22050, "n_fft": 512, "win_length": 512, "hop_length": 128,
+                    "window": "hann", "center": True, "pad_mode": "reflect", "scale": "linear"}
+    r = runner.invoke(app, ["invert", str(tmp_path / "s"), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert sf.info(tmp_path / "o" / "a.wav").samplerate == 22050
+
+
+def test_a_power_spectrogram_read_as_magnitudes_gets_a_notice(tmp_path, speech) -> None:
+    mag = stft(speech[0][:16000].float(), StftConfig()).abs().numpy()
+    np.save(tmp_path / "p.npy", mag ** 2)
+    r = runner.invoke(app, ["invert", str(tmp_path / "p.npy"), "-o", str(tmp_path / "o"),
+                            "--method", "pghi"])
+    assert r.exit_code == 0 and "power spectrogram" in r.stderr and "--scale power" in r.stderr
+    r = runner.invoke(app, ["invert", str(tmp_path / "p.npy"), "-o", str(tmp_path / "o2"),
+                            "--method", "pghi", "--scale", "power"])
+    assert r.exit_code == 0 and "power spectrogram" not in r.stderr
