@@ -6,7 +6,7 @@ from typing import Any
 
 from .config import SolverConfig, StftConfig
 from .model import PhaseDiffNet, count_parameters
-from .weights import SHIPPED, load_model, load_weights
+from .weights import SHIPPED, family_name, load_model, load_weights
 
 
 def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
@@ -24,6 +24,7 @@ def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
         "frames_per_pass": frames_per_pass,
         "latency_samples": latency,
         "latency_ms": 1000.0 * latency / stft.sample_rate,
+        "family": family_name(stft),
         "stft": stft.to_dict(),
         "solver": solver.to_dict(),
         "model": net.cfg.to_dict(),

@@ -302,3 +302,25 @@ def test_sampler_speed_factors_are_seeded_and_rejected_out_of_range():
         SegmentSampler(audio, 1000, 4, speed_factors=(3.0,))
     res = runner.invoke(app, ["train", "--data", "x", "--speed-perturb", "0.9,fast"])
     assert res.exit_code != 0 and "--speed-perturb" in res.output
+
+
+def test_train_learns_the_stft_it_is_given_and_its_weights_say_so(toy_tree: Path, tmp_path):
+    """STFT options: the audio is resampled to --sample-rate, the weights file records the
+    STFT, and the network then serves that family (here Hann at 50 % overlap) for any size."""
+    from ppsi_cli import Inverter
+    from ppsi_cli.config import StftConfig
+    from ppsi_cli.weights import load_weights
+
+    out = tmp_path / "half"
+    r = runner.invoke(app, _train_args(toy_tree, out, 4, "--sample-rate", "22050", "--n-fft",
+                                       "512", "--hop-length", "256", "--center"))
+    assert r.exit_code == 0, r.output
+    model = load_weights(out / "weights.pt")
+    assert model.stft == StftConfig(sample_rate=22050, n_fft=512, win_length=512,
+                                    hop_length=256, center=True)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["stft"]["sample_rate"] == 22050
+    other = StftConfig(sample_rate=16000, n_fft=320, win_length=320, hop_length=160)
+    mag = torch.rand(other.n_bins, 12)
+    assert Inverter("ppsi", weights=str(out / "weights.pt"), stft=other)(mag).shape == (
+        13 * 160 - 320,)

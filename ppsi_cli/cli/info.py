@@ -39,6 +39,7 @@ def info(
         s = r["stft"]
         out.print(f"  STFT                {s['sample_rate']} Hz, {s['window']} "
                   f"{s['win_length']}, hop {s['hop_length']}, n_fft {s['n_fft']}")
+        out.print(f"  serves              {r['family']} STFTs (any sample rate and size)")
         out.print(f"  latency             {r['latency_samples']} samples = "
                   f"{r['latency_ms']:.1f} ms")
         out.print(f"  least squares       p={r['solver']['p']}, g={r['solver']['g']}")
