@@ -320,12 +320,23 @@ def _write(inp: Path, outp: Path, item: Item, w: np.ndarray, seconds: float,
         notices.append(f"clipped: peak {peak:.2f} > 1.0 (use --subtype FLOAT to keep it)")
         w = np.clip(w, -1.0, 1.0)
     sr = item.cfg.sample_rate
+    if not np.isfinite(w).all():  # never written: a NaN WAV or a square wave is not a result
+        r = FileResult(str(inp), str(outp), "failed", "the inversion gave NaN or Inf samples "
+                       "(magnitudes too large for float32?); nothing written")
+        return _report(summary, emit, r)
     try:
         outp.parent.mkdir(parents=True, exist_ok=True)
-        write_wav_atomic(outp, w, sr, options.subtype)
+        write_wav_atomic(outp, w, sr, options.subtype, overwrite=options.force)
         r = FileResult(str(inp), str(outp), "ok", None, len(w) / sr, seconds, notices)
+    except FileExistsError:
+        r = FileResult(str(inp), str(outp), "failed", "output appeared while this run was "
+                       "inverting (another run into the same folder?); left as it is")
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        r = FileResult(str(inp), str(outp), "failed", f"cannot write output: {why.lower()}")
     except Exception as exc:
-        r = FileResult(str(inp), str(outp), "failed", f"cannot write output ({exc})")
+        r = FileResult(str(inp), str(outp), "failed",
+                       f"cannot write output ({type(exc).__name__}: {exc})")
     _report(summary, emit, r)
 
 

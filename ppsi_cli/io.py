@@ -60,11 +60,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 
 def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
-                     subtype: str = "PCM_16") -> None:
+                     subtype: str = "PCM_16", overwrite: bool = True) -> None:
     """Write ``x`` (samples,) or (channels, samples) to ``path`` via a temp file + rename.
 
     A reader never sees a half-written file; the format follows the suffix of ``path`` (OGG is
-    always Vorbis, ``subtype`` is then ignored).
+    always Vorbis, ``subtype`` is then ignored). Without ``overwrite`` the file is linked into
+    place, which fails with FileExistsError if ``path`` appeared meanwhile (another run): checked
+    when it is written, not only when the run was planned.
     """
     path = Path(path)
     x = np.asarray(x)
@@ -80,7 +82,13 @@ def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
         with os.fdopen(fd, "wb") as f:
             sf.write(f, x, sr, subtype=subtype if fmt != "OGG" else "VORBIS", format=fmt)
-        os.replace(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name is
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # FileExistsError if another writer got there first
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

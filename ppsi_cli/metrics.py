@@ -181,10 +181,10 @@ def si_sdr(ref: np.ndarray, est: np.ndarray, sr: int) -> float:
     target = (float(est @ ref) / energy) * ref
     noise = est - target
     t, n = float(target @ target), float(noise @ noise)
+    if t == 0.0:  # nothing of the reference in the estimate (a constant one included): worst
+        return -DB_LIMIT
     if n == 0.0:
         return DB_LIMIT
-    if t == 0.0:
-        return -DB_LIMIT
     return _clamp_db(10.0 * math.log10(t / n))
 
 

@@ -123,6 +123,10 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
         mag = _to_linear(arr.astype(np.float64), scale)
     if not np.isfinite(mag).all():
         raise SpecError(f"{scale} values overflow when converted to linear magnitude")
+    peak, limit = float(np.abs(mag).max()), float(np.finfo(np.float32).max)
+    if peak > limit:
+        raise SpecError(f"values too large (peak {peak:.3g}; float32, in which ppsi inverts, "
+                        f"ends at {limit:.3g})")
     return Spectrogram(mag.astype(np.float32), meta)
 
 

@@ -246,3 +246,26 @@ def test_ten_minute_file(tmp_path, tiny_weights) -> None:
     env_x, env_y = (np.sqrt(np.mean(v.reshape(-1, SR // 10) ** 2, axis=1)) for v in (x, y))
     assert np.corrcoef(env_x, env_y)[0, 1] > 0.7
     print(f"10 min inverted in {seconds:.1f} s")
+
+
+def test_huge_magnitudes_never_give_a_nan_file(tmp_path, speech, tiny_weights) -> None:
+    """Finite float32 magnitudes near the float32 maximum overflow the synthesis: the file is
+    reported, never written; float64 beyond float32 is refused as too large, with no warning."""
+    import warnings
+
+    src = tmp_path / "in"
+    src.mkdir()
+    mag = np.abs(np.random.default_rng(0).standard_normal((K, 20))).astype(np.float32)
+    np.save(src / "huge32.npy", mag / mag.max() * np.float32(3e38))
+    np.save(src / "huge64.npy", mag.astype(np.float64) * 1e300)
+    np.save(src / "fine.npy", mag)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stray RuntimeWarning fails the test
+        result = CliRunner().invoke(app, ["invert", str(src), "-o", str(tmp_path / "out"),
+                                          "--weights", str(tiny_weights), "--subtype", "FLOAT"])
+    assert result.exit_code == 1
+    assert "1 ok, 2 failed" in result.stdout
+    lines = {line.split(":")[0].split("/")[-1]: line for line in result.stderr.splitlines()}
+    assert "NaN or Inf samples" in lines["huge32.npy"] and "nothing written" in lines["huge32.npy"]
+    assert "too large" in lines["huge64.npy"] and "Inf" not in lines["huge64.npy"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine.wav"]

@@ -520,3 +520,28 @@ def test_gpus_without_cuda_is_one_line(tmp_path, speech, tiny_weights) -> None:
     assert result.exit_code == 1 and "CUDA is not available" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_appears_during_the_run_is_not_clobbered(tmp_path, speech, tiny_weights,
+                                                                 monkeypatch) -> None:
+    """Two runs into one folder: the exists-check holds when the file is written, not only when
+    the run was planned (the other run's output is kept and this file is reported)."""
+    src = write(tmp_path / "in" / "a.wav", clip(speech, 0.3))
+    out = tmp_path / "out"
+    real = Inverter.many
+
+    def other_run_writes_first(self, items, lengths=None):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "a.wav").write_bytes(b"the other run's output")
+        return real(self, items, lengths)
+
+    monkeypatch.setattr(Inverter, "many", other_run_writes_first)
+    result = run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu")
+    assert result.exit_code == 1 and "0 ok, 1 failed" in result.stdout
+    assert "output appeared while this run was inverting" in result.stderr
+    assert (out / "a.wav").read_bytes() == b"the other run's output"
+    assert not list(out.glob(".*.tmp"))
+    # with --force the run owns its outputs and replaces them
+    result = run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu",
+                 "--force")
+    assert result.exit_code == 0 and sf.info(out / "a.wav").frames == len(clip(speech, 0.3))

@@ -105,6 +105,14 @@ def test_si_sdr_is_scale_invariant(clip):
     assert M.si_sdr(x, y, sr) == pytest.approx(5.0, abs=0.2)
 
 
+def test_si_sdr_of_a_constant_estimate_is_the_worst(clip):
+    """A DC (or silent) estimate holds nothing of the reference: -120 dB, not +120."""
+    x, sr = clip
+    for est in (np.full_like(x, 0.25), np.zeros_like(x)):
+        assert M.si_sdr(x, est, sr) == -M.DB_LIMIT
+    assert M.si_sdr(x, x + 0.25, sr) == M.DB_LIMIT  # a DC offset alone changes nothing
+
+
 def test_identical_signals(clip):
     x, sr = clip
     assert M.estoi(x, x, sr) == pytest.approx(1.0, abs=1e-9)
