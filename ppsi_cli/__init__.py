@@ -1,13 +1,23 @@
-"""ppsi: online STFT phase reconstruction from magnitudes (tiny causal CNN + tridiagonal least squares)."""
+"""ppsi: online STFT phase reconstruction from magnitudes (tiny causal CNN + tridiagonal least
+squares). The names below load on first use, so ``ppsi --help`` does not import torch."""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from .api import invert  # noqa: E402
-from .config import ModelConfig, SolverConfig, StftConfig, TrainConfig  # noqa: E402
-from .inverter import Inverter, Stream  # noqa: E402
-from .methods import METHODS, Method, parse_method  # noqa: E402
-from .weights import SHIPPED, load_model  # noqa: E402
+_WHERE = {
+    "invert": "api", "Inverter": "inverter", "Stream": "inverter",
+    "METHODS": "methods", "Method": "methods", "parse_method": "methods",
+    "SHIPPED": "weights", "load_model": "weights",
+    "ModelConfig": "config", "SolverConfig": "config", "StftConfig": "config",
+    "TrainConfig": "config",
+}
+__all__ = sorted(_WHERE) + ["__version__"]
 
-__all__ = ["Inverter", "METHODS", "Method", "ModelConfig", "SHIPPED", "SolverConfig",
-           "StftConfig", "Stream", "TrainConfig", "__version__", "invert", "load_model",
-           "parse_method"]
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'ppsi_cli' has no attribute {name!r}")
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

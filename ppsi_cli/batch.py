@@ -8,6 +8,7 @@ counted while the rest of the batch goes on. Progress is reported as events to a
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,6 +125,18 @@ def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tupl
     return pairs[i::n]
 
 
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse, up front and in one line, an output location that cannot take files: a file, or
+    a folder (or its nearest existing parent) this process may not write to."""
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ValueError(f"-o {out_dir}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"-o {out_dir}: {probe} is not writable")
+
+
 def conflicts(pairs: list[tuple[Path, Path]]) -> dict[Path, str]:
     """Inputs whose output would overwrite an input file or is claimed by an earlier input.
 
@@ -200,6 +213,7 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
     inverters = Inverters(options)
     inverters.get(options.base)  # bad weights or device: the whole run fails here, in one line
     src, out_dir = Path(src), Path(out_dir)
+    check_output_dir(out_dir)
     everything = plan(src, out_dir)
     refused = conflicts(everything)
     i, n = options.shard
@@ -326,6 +340,11 @@ def _write(inp: Path, outp: Path, item: Item, w: np.ndarray, seconds: float,
         return _report(summary, emit, r)
     try:
         outp.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        r = FileResult(str(inp), str(outp), "failed", f"cannot write output: {why.lower()}")
+        return _report(summary, emit, r)
+    try:
         write_wav_atomic(outp, w, sr, options.subtype, overwrite=options.force)
         r = FileResult(str(inp), str(outp), "ok", None, len(w) / sr, seconds, notices)
     except FileExistsError:

@@ -3,6 +3,7 @@ and the problem (never a traceback), and the good files of the same run are stil
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -202,7 +203,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path, speech, tiny_weights, monkey
         calls.append(file)
         if len(calls) == 1:  # a.npy comes first
             file.write(b"RIFF half a file")
-            raise OSError("disk full")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(file, data, *args, **kwargs)
 
     monkeypatch.setattr(sf, "write", broken)
@@ -210,14 +211,28 @@ def test_failed_write_leaves_no_temp_file(tmp_path, speech, tiny_weights, monkey
                  "--device", "cpu")
     assert result.exit_code == 1 and "1 ok, 1 failed" in result.stdout
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "a.npy" in lines[0] and "cannot write output (disk full)" in lines[0]
+    assert len(lines) == 1 and "a.npy" in lines[0]
+    assert lines[0].endswith("cannot write output: no space left on device"), lines[0]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.wav"]
 
-    out_file = tmp_path / "file"  # the output folder is a file: every write fails cleanly
+    out_file = tmp_path / "file"  # the output folder is a file: refused once, up front
     out_file.write_text("x")
     result = run("invert", src, "-o", out_file, "--weights", tiny_weights, "--device", "cpu")
-    assert result.exit_code == 1 and result.stderr.count("cannot write output") == 2
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "is a file, not a folder" in lines[0]
     assert out_file.read_text() == "x" and not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_read_only_output_folder_is_refused_up_front(tmp_path, speech, tiny_weights) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    np.save(src / "a.npy", speech_mag(speech))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    result = run("invert", src, "-o", locked / "out", "--weights", tiny_weights)
+    assert result.exit_code == 1 and "is not writable" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow  # ~40 s on one busy CPU thread (CNN ~0.05 s per audio second)

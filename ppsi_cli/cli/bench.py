@@ -7,13 +7,11 @@ import math
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.table import Table
 
 from . import app
 from .common import err, fail, out
-from ..bench import bench_solvers
 
 bench_app = typer.Typer(
     help="Measure speed: tridiagonal solvers, whole inversion.",
@@ -21,8 +19,7 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench", help="Measure speed (solvers, inversion).")
 
-_DTYPES = {"complex128": torch.complex128, "complex64": torch.complex64,
-           "float64": torch.float64, "float32": torch.float32}
+_DTYPES = ("complex128", "complex64", "float64", "float32")  # torch dtypes, by name
 
 
 def parse_batches(text: str) -> list[int]:
@@ -82,6 +79,10 @@ def solvers(
     """Time every solver (reference, lapack, thomas, triton, dense) on random K=513 systems."""
     if device not in ("cpu", "cuda"):
         raise fail(f"--device must be cpu or cuda, got {device!r}", code=2)
+    import torch
+
+    from ..bench import bench_solvers
+
     if device == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: no CUDA device is available here")
     if dtype not in _DTYPES:
@@ -101,7 +102,7 @@ def solvers(
         def on_result(row: dict) -> None:
             status.update(f"timing solvers… {row['solver']} at batch {row['batch']} done")
 
-        rows = bench_solvers(device=device, k=k, batches=sizes, dtype=_DTYPES[dtype],
+        rows = bench_solvers(device=device, k=k, batches=sizes, dtype=getattr(torch, dtype),
                              threads=threads, min_time=min_time, on_result=on_result)
     if as_json:
         clean = [{key: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -170,6 +171,8 @@ def invert_speed(
                                                "on (default: examples/audio)."),
 ) -> None:
     """Time every inversion method on real speech: seconds per audio second, CNN vs LS."""
+    import torch
+
     from ..bench import bench_invert
     from ..methods import parse_methods
 
