@@ -9,12 +9,30 @@ from typing import Any
 
 
 def _from_dict(cls, data: dict[str, Any] | None):
-    """Build a dataclass from a dict, refusing unknown keys with a clear message."""
+    """Build a dataclass from a dict (a file's), refusing unknown keys and values whose type is
+    not the field's (judged by its default: bool, int, float, str; None where the default is
+    None) with a message naming the field."""
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping of fields, got {type(data).__name__}")
     data = dict(data or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(names)}")
+        raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    for name, value in data.items():
+        f = fields[name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default is None or isinstance(default, (tuple, list)) or not isinstance(
+                default, (bool, int, float, str)):
+            continue  # nested configs and optional fields check themselves
+        ok = (isinstance(value, bool) if isinstance(default, bool) else
+              isinstance(value, int) and not isinstance(value, bool)
+              if isinstance(default, int) else
+              isinstance(value, (int, float)) and not isinstance(value, bool)
+              if isinstance(default, float) else isinstance(value, str))
+        if not ok:
+            raise ValueError(f"{cls.__name__}.{name} must be a {type(default).__name__}, got "
+                             f"{value!r}")
     return cls(**data)
 
 
@@ -220,9 +238,13 @@ class ModelConfig:
         return 1 + 2 * half * (1 + sum(self.dilations))
 
     def __post_init__(self) -> None:
-        for name in ("context", "channels", "kernel_size", "blocks", "dilation_growth"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        # upper bounds: far above any ~8k-parameter network, low enough that a hostile file
+        # cannot ask for gigabytes
+        for name, top in (("context", 64), ("channels", 1024), ("kernel_size", 255),
+                          ("blocks", 64), ("dilation_growth", 16)):
+            if not 1 <= getattr(self, name) <= top:
+                raise ValueError(f"ModelConfig.{name} must be in [1, {top}], got "
+                                 f"{getattr(self, name)}")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
 

@@ -77,15 +77,22 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Loaded
     if payload.get("version") != VERSION:
         raise ValueError(f"{path}: weights format version {payload.get('version')}; "
                          f"this ppsi reads version {VERSION}")
-    net = PhaseDiffNet(ModelConfig.from_dict(payload["model_config"]))
+    try:
+        net = PhaseDiffNet(ModelConfig.from_dict(payload.get("model_config")))
+        stft = StftConfig.from_dict(payload.get("stft_config"))
+        solver = SolverConfig.from_dict(payload.get("solver_config"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     try:
         net.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: state dict does not match its model config: {exc}") from exc
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: state dict does not match its model config ({why})") from None
+    if not all(torch.isfinite(p).all() for p in net.parameters()):
+        raise ValueError(f"{path}: the weights hold NaN or Inf parameters")
     net.eval().to(device)
-    return LoadedModel(net, StftConfig.from_dict(payload["stft_config"]),
-                       SolverConfig.from_dict(payload["solver_config"]),
-                       dict(payload.get("meta", {})), str(path))
+    meta = payload.get("meta", {})
+    return LoadedModel(net, stft, solver, dict(meta) if isinstance(meta, dict) else {}, str(path))
 
 
 def weights_dir() -> Path:

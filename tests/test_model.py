@@ -144,3 +144,35 @@ def test_weights_round_trip_and_refusals(tmp_path) -> None:
         load_weights(tmp_path / "evil.pt")
     with pytest.raises(FileNotFoundError):
         load_weights(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda p: p["model_config"].update(channels="16"), "ModelConfig.channels must be a int"),
+    (lambda p: p["model_config"].update(context=[4]), "ModelConfig.context must be a int"),
+    (lambda p: p["model_config"].update(channels=200000), r"channels must be in \[1, 1024\]"),
+    (lambda p: p.update(model_config="big"), "expected a mapping of fields"),
+    (lambda p: p["stft_config"].update(hop_length=2.5), "StftConfig.hop_length must be a int"),
+    (lambda p: p["solver_config"].update(g="x"), "SolverConfig.g must be a float"),
+    (lambda p: p.update(state_dict={}), "state dict does not match"),
+    (lambda p: p["state_dict"]["head.bias"].fill_(float("nan")), "NaN or Inf parameters"),
+], ids=["str", "list", "huge", "not-a-dict", "stft", "solver", "empty-state", "nan"])
+def test_hostile_weights_are_one_line(tmp_path, mutate, message) -> None:
+    """A weights file whose fields have the wrong type or range, or whose parameters are not
+    finite, is refused on load with one line naming the field: by the API, ``info`` and
+    ``invert``."""
+    from typer.testing import CliRunner
+
+    from ppsi_cli.cli import app
+
+    path = save_weights(tmp_path / "w.pt", _net(False), StftConfig(), SolverConfig())
+    payload = torch.load(path, weights_only=True)
+    mutate(payload)
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=message):
+        load_weights(path)
+    for args in (["info", "--weights", str(path)],
+                 ["invert", str(tmp_path), "-o", str(tmp_path / "o"), "--weights", str(path)]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 1, r.output
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "w.pt" in lines[0], r.stderr
