@@ -63,12 +63,14 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
     ext = path.suffix.lower()
     meta: dict = {}
     try:
-        magic = {".npy": (b"\x93NUMPY", "an .npy file (no NumPy header)"),
-                 ".npz": (b"PK", "an .npz file (not a zip archive)")}.get(ext)
+        magic = {".npy": ((b"\x93NUMPY",), "an .npy file (no NumPy header)"),
+                 ".npz": ((b"PK",), "an .npz file (not a zip archive)"),
+                 # torch.save: a zip archive, or a legacy pickle (protocol byte 0x80)
+                 ".pt": ((b"PK", b"\x80"), "a torch.save file")}.get(ext)
         if magic is not None:
             with open(path, "rb") as f:
-                head = f.read(len(magic[0]))
-            if head != magic[0]:  # else np.load would try it as a pickle and say so
+                head = f.read(6)
+            if not any(head.startswith(m) for m in magic[0]):  # else the loaders guess
                 raise SpecError("is empty (0 bytes)" if not head else f"is not {magic[1]}")
         if ext == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -99,7 +101,8 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
         raise SpecError("contains pickled Python objects other than tensors; refused "
                         "(save a plain tensor)") from exc
     except Exception as exc:  # whatever else a corrupt file makes a reader raise
-        raise SpecError(f"refused ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise SpecError(f"corrupt or unreadable ({type(exc).__name__}: {first})") from exc
     if arr.dtype.kind == "c":
         raise SpecError("is complex; save magnitudes (np.abs of the STFT)")
     if arr.dtype.kind not in "fiu":

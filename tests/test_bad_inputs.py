@@ -66,6 +66,14 @@ def _saved(save: Callable[[Path], None], keep) -> Callable[[Path, np.ndarray, np
     return make
 
 
+def _corrupt_npy_header(path: Path, mag: np.ndarray) -> None:
+    """A zip archive whose member's NumPy header is garbled (no pickle anywhere)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("magnitude.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4', 'fort\n")
+
+
 def _with(mag: np.ndarray, index, value) -> np.ndarray:
     mag = mag.copy()
     mag[index] = value
@@ -110,6 +118,8 @@ CASES: dict[str, tuple[Callable, object]] = {
     "power_negative.npz": (lambda p, m, a: _npz(p, magnitude=m - 1, scale="power"),
                            ["negative"]),
     "pickle.pt": (lambda p, m, a: torch.save({"m": Evil()}, p), ["pickled", "refused"]),
+    "text.pt": (lambda p, m, a: p.write_text("hello\n" * 20), ["is not a torch.save file"]),
+    "corrupt_header.npz": (lambda p, m, a: _corrupt_npy_header(p, m), ["corrupt"]),
     "dict.pt": (lambda p, m, a: torch.save({"magnitude": torch.from_numpy(m)}, p),
                 ["holds a dict"]),
     "truncated.pt": (_saved(lambda p, m, a: torch.save(torch.from_numpy(m), p), 0.5),
