@@ -185,6 +185,8 @@ def load_input(path: Path, options: InvertOptions) -> Item:
     cfg = options.base
     try:
         x, sr = read_audio(path, mono=False)
+    except ValueError as exc:  # an implausible header
+        raise InputError(str(exc)) from None
     except Exception as exc:
         why = str(exc).replace(f"Error opening {str(path)!r}: ", "")  # the line names the file
         raise InputError(f"unreadable audio ({type(exc).__name__}: {why})") from None

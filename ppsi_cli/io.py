@@ -15,12 +15,22 @@ import soundfile as sf
 AUDIO_EXTS = (".wav", ".flac", ".ogg")
 
 
+#: Sample rates a header may claim (Hz): outside, it is lying or broken, and resampling from it
+#: would ask for absurd memory (a 96 KB file at "1 Hz" resampled to 16 kHz is 12 GB)
+SAMPLE_RATE_RANGE = (1000, 768000)
+
+
 def read_audio(path: str | os.PathLike, mono: bool = True) -> tuple[np.ndarray, int]:
     """Read ``path`` as float32 in [-1, 1] and its sample rate in Hz.
 
     With ``mono`` (default) channels are averaged to shape (samples,); otherwise the shape is
-    (channels, samples).
+    (channels, samples). A header whose sample rate lies outside :data:`SAMPLE_RATE_RANGE` is
+    refused (ValueError) before any sample is read.
     """
+    sr = sf.info(str(path)).samplerate
+    lo, hi = SAMPLE_RATE_RANGE
+    if not lo <= sr <= hi:
+        raise ValueError(f"header claims {sr} Hz; not a plausible sample rate ({lo}-{hi} Hz)")
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
     if mono:
         return data.mean(axis=1, dtype=np.float32), int(sr)

@@ -25,6 +25,9 @@ from .io import atomic_path
 
 SPEC_EXTS = (".npy", ".npz", ".pt")
 SCALES = ("linear", "power", "log", "db")
+#: The most values a spectrogram file may hold, checked from its header before anything is
+#: allocated: 2^28 = 268 M (1 GiB of float32; 9.3 hours of 513-bin frames at hop 256, 16 kHz).
+MAX_VALUES = 1 << 28
 
 
 class SpecError(ValueError):
@@ -47,6 +50,21 @@ def _to_linear(x: np.ndarray, scale: str) -> np.ndarray:
     if scale == "log":
         return np.exp(x)
     return np.power(10.0, x / 20.0)  # db
+
+
+def _check_size(shape) -> None:
+    n = int(np.prod(shape, dtype=np.float64)) if len(shape) else 1
+    if n > MAX_VALUES:
+        raise SpecError(f"holds {n:,} values (shape {tuple(shape)}); more than the "
+                        f"{MAX_VALUES:,} ppsi reads from one file")
+
+
+def _check_npy_size(f) -> None:
+    """The shape in a NumPy header, checked before the array is read."""
+    version = np.lib.format.read_magic(f)
+    shape, _, _ = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                   np.lib.format.read_array_header_2_0(f))
+    _check_size(shape)
 
 
 def _scalar(value: np.ndarray, key: str):
@@ -73,11 +91,15 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
             if not any(head.startswith(m) for m in magic[0]):  # else the loaders guess
                 raise SpecError("is empty (0 bytes)" if not head else f"is not {magic[1]}")
         if ext == ".npy":
+            with open(path, "rb") as f:
+                _check_npy_size(f)
             arr = np.load(path, allow_pickle=False)
         elif ext == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if "magnitude" not in z.files:
                     raise SpecError(f"no 'magnitude' array (keys: {sorted(z.files)})")
+                with z.zip.open("magnitude.npy") as member:  # compressed: inflate nothing yet
+                    _check_npy_size(member)
                 arr = z["magnitude"]
                 for key in (*STFT_KEYS, "scale"):
                     if key in z.files:
@@ -86,6 +108,7 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(obj, torch.Tensor):
                 raise SpecError(f"holds a {type(obj).__name__}, expected a tensor (bins, frames)")
+            _check_size(obj.shape)  # an expanded view saves a tiny storage for a huge shape
             arr = obj.detach().numpy()
         else:
             raise SpecError(f"unknown spectrogram extension {ext!r} (use {', '.join(SPEC_EXTS)})")

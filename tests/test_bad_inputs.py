@@ -130,6 +130,8 @@ CASES: dict[str, tuple[Callable, object]] = {
     "one_sample.wav": (lambda p, m, a: _wav(p, a[:1]), ("ok", None)),
     "truncated_header.wav": (_saved(lambda p, m, a: _wav(p, a), 30), ["unreadable audio"]),
     "garbage.wav": (lambda p, m, a: p.write_bytes(os.urandom(500)), ["unreadable audio"]),
+    "lying_1hz.wav": (lambda p, m, a: _wav(p, a[:48000], sr=1), ["header claims 1 Hz",
+                                                                  "not a plausible"]),
     "garbage.flac": (lambda p, m, a: p.write_bytes(os.urandom(500)), ["unreadable audio"]),
     "garbage.ogg": (lambda p, m, a: p.write_bytes(os.urandom(500)), ["unreadable audio"]),
     "nan.wav": (lambda p, m, a: _wav(p, _with(a, 100, np.nan), subtype="FLOAT"), ["NaN"]),
@@ -294,3 +296,33 @@ def test_huge_magnitudes_never_give_a_nan_file(tmp_path, speech, tiny_weights) -
     assert "NaN or Inf samples" in lines["huge32.npy"] and "nothing written" in lines["huge32.npy"]
     assert "too large" in lines["huge64.npy"] and "Inf" not in lines["huge64.npy"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fine.wav"]
+
+
+@pytest.mark.parametrize("kind", ["pt-expanded", "npz-compressed"])
+def test_a_file_that_inflates_is_refused_from_its_header(tmp_path, speech, tiny_weights,
+                                                         kind) -> None:
+    """A small file that asks for a huge array (a saved expanded view; a compressed .npz of
+    zeros) is refused before anything is allocated, and the good file of the batch is written.
+    Run in a subprocess under a 6 GiB address-space cap (torch alone maps about 3 GiB), so that a
+    regression fails the test instead of taking the machine's memory."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    src.mkdir()
+    if kind == "pt-expanded":
+        torch.save(torch.ones(K, 1).expand(K, 1_000_000), src / "huge.pt")
+    else:
+        np.savez_compressed(src / "huge.npz", magnitude=np.zeros((K, 600_000), np.float32))
+    assert (src / ("huge.pt" if kind == "pt-expanded" else "huge.npz")).stat().st_size < 2e6
+    np.save(src / "good.npy", speech_mag(speech))
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30));"
+            "from ppsi_cli.cli import main; sys.argv[0] = 'ppsi'; main()")
+    r = subprocess.run([sys.executable, "-c", code, "invert", str(src), "-o",
+                        str(tmp_path / "out"), "--weights", str(tiny_weights)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "1 ok, 1 failed" in r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "huge" in lines[0] and "more than the" in lines[0], r.stderr
+    assert (tmp_path / "out" / "good.wav").exists()
