@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from .config import StftConfig, stft_config
-from .dsp.stft import stft
+from .dsp.stft import default_length, stft
 from .inverter import Inverter, resolve_device
 from .io import AUDIO_EXTS, read_audio, resample, write_wav_atomic
 from .methods import Method, parse_method
-from .spec_io import SCALES, SPEC_EXTS, SpecError, file_stft, read_spectrogram
+from .spec_io import (SCALES, SPEC_EXTS, Spectrogram, SpecError, file_stft, peek,
+                      read_spectrogram)
 
 INPUT_EXTS = SPEC_EXTS + AUDIO_EXTS
 
@@ -228,8 +230,12 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
     for inp, outp in pairs:
         if inp in refused:
             r = FileResult(str(inp), str(outp), "failed", refused[inp])
-        elif outp.exists() and options.skip_existing:
+        elif outp.exists() and options.skip_existing and _complete(inp, outp, options):
             r = FileResult(str(inp), str(outp), "skipped", "output exists")
+        elif outp.exists() and options.skip_existing:  # empty, truncated or unreadable: redo
+            outp.unlink()
+            todo.append((inp, outp))
+            continue
         elif outp.exists() and not options.force:
             r = FileResult(str(inp), str(outp), "failed",
                            "output exists (use --force to overwrite or --skip-existing)")
@@ -244,6 +250,34 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
     summary.wall_seconds = time.perf_counter() - start
     emit({"event": "done", **{k: v for k, v in summary.to_dict().items() if k != "files"}})
     return summary
+
+
+def _complete(inp: Path, outp: Path, options: InvertOptions) -> bool:
+    """Whether an existing output is readable and as long as ``inp`` makes it (where that can
+    be known from headers alone; else: readable and not empty)."""
+    try:
+        info = sf.info(str(outp))
+    except Exception:
+        return False
+    if info.frames <= 0:
+        return False
+    want = None
+    if inp.suffix.lower() in AUDIO_EXTS:
+        try:
+            src = sf.info(str(inp))
+            sr = options.base.sample_rate
+            want = -(-src.frames * sr // src.samplerate)  # resample_poly's output length
+        except Exception:
+            return True  # an unreadable input fails on its own when it is redone
+    else:
+        peeked = peek(inp)
+        if peeked is not None and len(peeked[0]) >= 2:
+            try:
+                cfg = file_stft(Spectrogram(np.empty(0), peeked[1]), options.stft, options.base)
+                want = default_length(peeked[0][-1], cfg)
+            except (SpecError, ValueError):
+                return True
+    return want is None or info.frames == want
 
 
 def _groups(todo: list[tuple[Path, Path]], size: int):

@@ -52,6 +52,31 @@ def _to_linear(x: np.ndarray, scale: str) -> np.ndarray:
     return np.power(10.0, x / 20.0)  # db
 
 
+def peek(path: str | Path) -> tuple[tuple[int, ...], dict] | None:
+    """(shape, metadata) of a spectrogram file from its headers alone, or None when that
+    cannot be had cheaply (a .pt, or an unreadable file)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            with open(path, "rb") as f:
+                return _npy_shape(f), {}
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                meta = {k: _scalar(z[k], k) for k in (*STFT_KEYS, "scale") if k in z.files}
+                with z.zip.open("magnitude.npy") as member:
+                    return _npy_shape(member), meta
+    except Exception:
+        return None
+    return None
+
+
+def _npy_shape(f) -> tuple[int, ...]:
+    version = np.lib.format.read_magic(f)
+    shape, _, _ = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                   np.lib.format.read_array_header_2_0(f))
+    return tuple(shape)
+
+
 def _check_size(shape) -> None:
     n = int(np.prod(shape, dtype=np.float64)) if len(shape) else 1
     if n > MAX_VALUES:
@@ -61,10 +86,7 @@ def _check_size(shape) -> None:
 
 def _check_npy_size(f) -> None:
     """The shape in a NumPy header, checked before the array is read."""
-    version = np.lib.format.read_magic(f)
-    shape, _, _ = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
-                   np.lib.format.read_array_header_2_0(f))
-    _check_size(shape)
+    _check_size(_npy_shape(f))
 
 
 def _scalar(value: np.ndarray, key: str):

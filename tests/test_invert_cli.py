@@ -197,11 +197,22 @@ def test_force_and_skip_existing(tmp_path, speech, tiny_weights) -> None:
     assert result.stderr.count("output exists") == 2 and "--force" in result.stderr
     assert (out / "a.wav").read_bytes() == b"keep me"
 
+    # --skip-existing skips only outputs that are readable and as long as their input makes
+    # them: the unreadable a.wav is redone, the complete b.wav skipped
     result = run(*base, "--skip-existing", "--json", tmp_path / "s.json")
-    assert result.exit_code == 0 and "0 ok, 0 failed, 2 skipped" in result.stdout
-    assert (out / "a.wav").read_bytes() == b"keep me"
-    assert {f["status"] for f in json.loads((tmp_path / "s.json").read_text())["files"]} == {
-        "skipped"}
+    assert result.exit_code == 0 and "1 ok, 0 failed, 1 skipped" in result.stdout
+    assert len(read(out / "a.wav")) == int(0.3 * SR)
+    status = {Path(f["input"]).name: f["status"]
+              for f in json.loads((tmp_path / "s.json").read_text())["files"]}
+    assert status == {"a.wav": "ok", "b.wav": "skipped"}
+    for broken in (b"", read(out / "b.wav")[:1000]):  # empty, then truncated (a valid WAV)
+        if isinstance(broken, bytes):
+            (out / "b.wav").write_bytes(broken)
+        else:
+            sf.write(out / "b.wav", broken, SR)
+        result = run(*base, "--skip-existing")
+        assert result.exit_code == 0 and "1 ok, 0 failed, 1 skipped" in result.stdout
+        assert len(read(out / "b.wav")) == int(0.3 * SR)
 
     result = run(*base, "--force")
     assert result.exit_code == 0 and "2 ok, 0 failed" in result.stdout
