@@ -91,6 +91,9 @@ def _pesq(ref: np.ndarray, est: np.ndarray, sr: int, mode: str) -> float:
 
     ref, est = check_pair(ref, est, sr)
     fs = 16000 if mode == "wb" else 8000
+    if sr < fs:  # upsampled narrow-band audio has no wide band to judge
+        raise MetricError(f"wide-band PESQ needs audio of at least {fs} Hz, this is {sr} Hz "
+                          "(use pesq-nb)")
     ref, est = resample(ref, sr, fs), resample(est, sr, fs)
     try:
         return float(pesq(fs, ref, est, mode))

@@ -105,6 +105,17 @@ def test_si_sdr_is_scale_invariant(clip):
     assert M.si_sdr(x, y, sr) == pytest.approx(5.0, abs=0.2)
 
 
+def test_wide_band_pesq_of_narrow_band_audio_is_refused(clip):
+    """8 kHz audio upsampled to 16 kHz has no wide band: WB-PESQ is not meaningful (it gave
+    4.19 with a mere notice); NB-PESQ is the metric there."""
+    x, sr = clip
+    x8, y8 = resample_poly(x, 1, 2), resample_poly(noisy(x, 20.0), 1, 2)
+    with pytest.raises(M.MetricError, match="wide-band PESQ needs audio of at least 16000 Hz, "
+                                            "this is 8000 Hz"):
+        M.pesq_wb(x8, y8, 8000)
+    assert 1.0 < M.pesq_nb(x8, y8, 8000) < 4.6
+
+
 def test_si_sdr_of_a_constant_estimate_is_the_worst(clip):
     """A DC estimate holds nothing of the reference: -120 dB, not +120 (a silent one is not
     scored at all)."""
