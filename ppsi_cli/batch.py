@@ -119,10 +119,20 @@ def find_inputs(src: Path) -> list[Path]:
 
 
 def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tuple[Path, Path]]:
-    """(input, output) pairs mirroring the tree; ``shard`` I/N takes every N-th file from I."""
+    """(input, output) pairs mirroring the tree; ``shard`` I/N takes every N-th file from I.
+
+    The output tree is never an input: an output folder inside the input folder is left out,
+    and a WAV that is the output of a spectrogram beside it (output folder = input folder) is
+    that output, not a new input. So reruns into such layouts see the same inputs as the first.
+    """
     files = find_inputs(src)
     base = src if src.is_dir() else src.parent
+    src_r, out_r = base.resolve(), out_dir.resolve()
+    if out_r != src_r and out_r.is_relative_to(src_r):
+        files = [f for f in files if not f.resolve().is_relative_to(out_r)]
     pairs = [(f, out_dir / f.relative_to(base).with_suffix(".wav")) for f in files]
+    made = {o.resolve() for f, o in pairs if f.suffix.lower() in SPEC_EXTS}
+    pairs = [(f, o) for f, o in pairs if f.resolve() not in made]
     i, n = shard
     return pairs[i::n]
 

@@ -556,3 +556,28 @@ def test_an_output_that_appears_during_the_run_is_not_clobbered(tmp_path, speech
     result = run("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu",
                  "--force")
     assert result.exit_code == 0 and sf.info(out / "a.wav").frames == len(clip(speech, 0.3))
+
+
+@pytest.mark.parametrize("layout", ["nested", "same"])
+def test_reruns_into_the_input_tree_see_the_same_inputs(tmp_path, speech, tiny_weights,
+                                                        layout) -> None:
+    """Output folder inside the input folder, or equal to it: the outputs of a run are never
+    taken as inputs by the next, whatever the flags."""
+    src = tmp_path / "in"
+    audio = write(tmp_path / "a.wav", clip(speech, 0.3))
+    np.save(src.mkdir() or src / "m.npy", magnitude(audio))
+    np.save(src / "n.npy", magnitude(audio)[:, :30])
+    names = {"m.wav", "n.wav"}
+    if layout == "nested":  # an audio input too: its output must not come back as an input
+        write(src / "a.wav", clip(speech, 0.3))
+        names.add("a.wav")
+    out = src / "out" if layout == "nested" else src
+    base = ("invert", src, "-o", out, "--weights", tiny_weights, "--device", "cpu")
+    first = run(*base)
+    assert first.exit_code == 0 and f"{len(names)} ok, 0 failed" in first.stdout, first.output
+    for flags, summary in ((["--skip-existing"], f"0 ok, 0 failed, {len(names)} skipped"),
+                           (["--force"], f"{len(names)} ok, 0 failed")):
+        again = run(*base, *flags)
+        assert again.exit_code == 0 and summary in again.stdout, again.output
+    assert {p.name for p in out.glob("*.wav")} >= names
+    assert not (out / "out").exists() and not list(src.rglob("out/out"))
