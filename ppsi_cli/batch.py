@@ -92,6 +92,8 @@ class Summary:
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     files: list[FileResult] = field(default_factory=list)
+    planned: int = 0  # files of this run (its shard)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGINT: what finished is in ``files``
 
     @property
     def realtime_factor(self) -> float:
@@ -254,9 +256,13 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
             continue
         summary.add(r)
         emit({"event": "file", **asdict(r)})
+    summary.planned = len(pairs)
     # group inputs so that one batch of similar lengths is inverted together
-    for group in _groups(todo, options.batch_size):
-        _run_group(group, inverters, options, summary, emit)
+    try:
+        for group in _groups(todo, options.batch_size):
+            _run_group(group, inverters, options, summary, emit)
+    except KeyboardInterrupt:  # what finished stays finished (outputs are atomic)
+        summary.interrupted = True
     summary.wall_seconds = time.perf_counter() - start
     emit({"event": "done", **{k: v for k, v in summary.to_dict().items() if k != "files"}})
     return summary

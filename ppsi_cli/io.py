@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import tempfile
@@ -54,15 +55,44 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove the temp files of ``path`` (``.NAME.PID.XXXX.tmp``) whose writer no longer runs:
+    left by a process killed inside its rename window. Live writers' files are kept."""
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path`` with the usual file mode, named with this process's id
+    (so a later run can tell a stale one); stale ones of ``path`` are removed first."""
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
+    return fd, tmp
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path`` (usual file mode); on success it is renamed onto
     ``path``, on any error it is removed, so a reader never sees a half-written file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
         yield tmp
         os.replace(tmp, path)
     finally:
@@ -87,9 +117,8 @@ def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot write {path.name!r}: suffix must be one of {AUDIO_EXTS}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
         with os.fdopen(fd, "wb") as f:
             sf.write(f, x, sr, subtype=subtype if fmt != "OGG" else "VORBIS", format=fmt)
             f.flush()

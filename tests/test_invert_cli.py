@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -581,3 +582,56 @@ def test_reruns_into_the_input_tree_see_the_same_inputs(tmp_path, speech, tiny_w
         assert again.exit_code == 0 and summary in again.stdout, again.output
     assert {p.name for p in out.glob("*.wav")} >= names
     assert not (out / "out").exists() and not list(src.rglob("out/out"))
+
+
+def test_stale_temp_files_of_killed_runs_are_removed(tmp_path, speech, tiny_weights) -> None:
+    """A run killed inside its rename window leaves ``.a.wav.PID.XXXX.tmp``: the next run into
+    the folder removes it (its process is gone), and keeps a live writer's."""
+    import subprocess
+    import sys
+
+    src = write(tmp_path / "in" / "a.wav", clip(speech, 0.2))
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = out / f".a.wav.{dead}.abcd1234.tmp"
+    live = out / f".a.wav.{os.getpid()}.efgh5678.tmp"
+    for p in (stale, live):
+        p.write_bytes(b"half a file")
+    assert run("invert", src, "-o", out, "--weights", tiny_weights).exit_code == 0
+    assert not stale.exists() and live.exists()
+    assert sf.info(out / "a.wav").frames == len(clip(speech, 0.2))
+
+
+def test_ctrl_c_mid_batch_is_one_line_exit_130_and_json(tmp_path, speech, tiny_weights) -> None:
+    """SIGINT once the first file is written: one line naming how many files are done and how
+    to resume, exit 130, the --json summary of what finished, no temp file left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "in"
+    for i in range(12):
+        write(src / f"{i:02d}.wav", clip(speech, 1.0, start=0.2 * i))
+    out, summary = tmp_path / "out", tmp_path / "s.json"
+    proc = subprocess.Popen([sys.executable, "-m", "ppsi_cli", "invert", str(src), "-o", str(out),
+                             "--method", "griffin-lim+iters=150", "--json", str(summary)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob("*.wav")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (stdout, stderr)
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted:" in lines[0] and "of 12 files done" in lines[0]
+    assert "--skip-existing" in lines[0] and "Traceback" not in stderr
+    data = json.loads(summary.read_text())
+    assert data["interrupted"] and 1 <= data["ok"] < 12
+    assert len(list(out.glob("*.wav"))) == data["ok"]
+    assert not list(out.glob(".*.tmp"))
+    # resuming finishes the rest
+    done = run("invert", src, "-o", out, "--method", "griffin-lim+iters=2", "--skip-existing")
+    assert done.exit_code == 0 and f"{12 - data['ok']} ok" in done.stdout

@@ -63,11 +63,15 @@ def invert(
 
     A spectrogram's STFT is what its .npz metadata say, else the STFT options, else 16 kHz,
     Hann 1024, hop 256, start-referenced frames; an option that contradicts a file's metadata is
-    an error. Audio is analysed with the options. Each WAV has its spectrogram's sample rate."""
-    import torch
+    an error. Audio is analysed with the options. Each WAV has its spectrogram's sample rate.
+    Ctrl-C stops after the files that are done (exit 130; --json has them)."""
+    try:
+        import torch
 
-    from ..batch import InvertOptions, Summary, find_inputs, run_batch, run_sharded
-    from ..inverter import resolve_device
+        from ..batch import InvertOptions, Summary, find_inputs, run_batch, run_sharded
+        from ..inverter import resolve_device
+    except KeyboardInterrupt:
+        raise fail("interrupted while starting; no file was touched", code=130) from None
 
     try:
         i, n = _parse_shard(shard)
@@ -117,6 +121,8 @@ def invert(
                 summary = run_batch(inputs, out_dir, options, on_event)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
+    except KeyboardInterrupt:  # before any file finished (e.g. while torch loads)
+        raise fail("interrupted before any file was done", code=130) from None
     line = (f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped; "
             f"{summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
             f"({summary.realtime_factor:.1f}x real time)")
@@ -128,6 +134,10 @@ def invert(
             json_file.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
         except OSError as exc:
             raise fail(f"cannot write --json {escape(str(json_file))}: {escape(str(exc))}")
+    if summary.interrupted:
+        done = summary.ok + summary.failed + summary.skipped
+        raise fail(f"interrupted: {done} of {summary.planned} files done; run the same command "
+                   "with --skip-existing to finish", code=130)
     if summary.failed:
         raise typer.Exit(1)
 
