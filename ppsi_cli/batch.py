@@ -21,7 +21,7 @@ import torch
 from .config import StftConfig, stft_config
 from .dsp.stft import default_length, stft
 from .inverter import Inverter, resolve_device
-from .io import AUDIO_EXTS, read_audio, resample, write_wav_atomic
+from .io import AUDIO_EXTS, read_audio, resample, write_wav_atomic, written_by_ppsi
 from .methods import Method, parse_method
 from .spec_io import (SCALES, SPEC_EXTS, Spectrogram, SpecError, file_stft, peek,
                       read_spectrogram)
@@ -124,8 +124,9 @@ def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tupl
     """(input, output) pairs mirroring the tree; ``shard`` I/N takes every N-th file from I.
 
     The output tree is never an input: an output folder inside the input folder is left out,
-    and a WAV that is the output of a spectrogram beside it (output folder = input folder) is
-    that output, not a new input. So reruns into such layouts see the same inputs as the first.
+    and a WAV that ppsi wrote as the output of a spectrogram beside it (output folder = input
+    folder) is that output, not a new input; so reruns into such layouts see the same inputs as
+    the first. A WAV there that ppsi did not write stays an input (never overwritten).
     """
     files = find_inputs(src)
     base = src if src.is_dir() else src.parent
@@ -134,7 +135,7 @@ def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tupl
         files = [f for f in files if not f.resolve().is_relative_to(out_r)]
     pairs = [(f, out_dir / f.relative_to(base).with_suffix(".wav")) for f in files]
     made = {o.resolve() for f, o in pairs if f.suffix.lower() in SPEC_EXTS}
-    pairs = [(f, o) for f, o in pairs if f.resolve() not in made]
+    pairs = [(f, o) for f, o in pairs if f.resolve() not in made or not written_by_ppsi(f)]
     i, n = shard
     return pairs[i::n]
 

@@ -21,6 +21,19 @@ AUDIO_EXTS = (".wav", ".flac", ".ogg")
 SAMPLE_RATE_RANGE = (1000, 768000)
 
 
+#: The ``software`` tag of every file ppsi writes
+SOFTWARE = "ppsi"
+
+
+def written_by_ppsi(path: str | os.PathLike) -> bool:
+    """Whether an audio file carries ppsi's ``software`` tag (an earlier run's output)."""
+    try:
+        with sf.SoundFile(str(path)) as snd:
+            return str(snd.copy_metadata().get("software", "")).startswith(SOFTWARE)
+    except Exception:
+        return False
+
+
 def read_audio(path: str | os.PathLike, mono: bool = True) -> tuple[np.ndarray, int]:
     """Read ``path`` as float32 in [-1, 1] and its sample rate in Hz.
 
@@ -120,7 +133,11 @@ def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            sf.write(f, x, sr, subtype=subtype if fmt != "OGG" else "VORBIS", format=fmt)
+            channels = 1 if x.ndim == 1 else x.shape[1]
+            with sf.SoundFile(f, "w", sr, channels, subtype if fmt != "OGG" else "VORBIS",
+                              format=fmt) as snd:
+                snd.software = SOFTWARE  # how a later run tells its own outputs from inputs
+                snd.write(x)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name is
         if overwrite:
