@@ -347,6 +347,9 @@ def _run_group(group, inverters: Inverters, options: InvertOptions, summary: Sum
             loaded.append((inp, outp, item))
         except (InputError, ValueError) as exc:
             _report(summary, emit, FileResult(str(inp), str(outp), "failed", str(exc)))
+        except MemoryError:  # one file too big for this machine: that file's failure
+            _report(summary, emit, FileResult(str(inp), str(outp), "failed",
+                                              "out of memory while reading it"))
     by_cfg: dict[StftConfig, list[tuple[Path, Path, Item]]] = {}
     for entry in loaded:
         by_cfg.setdefault(entry[2].cfg, []).append(entry)

@@ -324,3 +324,21 @@ def test_train_learns_the_stft_it_is_given_and_its_weights_say_so(toy_tree: Path
     mag = torch.rand(other.n_bins, 12)
     assert Inverter("ppsi", weights=str(out / "weights.pt"), stft=other)(mag).shape == (
         13 * 160 - 320,)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.update(config="a string"), "not a mapping"),
+    (lambda c: c.update(model={}), "does not fit this model"),
+    (lambda c: c["model"].update({k: v.reshape(-1) for k, v in c["model"].items()
+                                  if k.endswith("weight")}), "does not fit this model"),
+], ids=["config-str", "empty-state", "bad-shapes"])
+def test_a_broken_checkpoint_is_one_line_on_resume(toy_tree: Path, tmp_path, mutate, message):
+    part = tmp_path / "part"
+    assert runner.invoke(app, _train_args(toy_tree, part, 6, "--stop-after", "3")).exit_code == 0
+    ckpt = torch.load(part / "checkpoint.pt", weights_only=True)
+    mutate(ckpt)
+    torch.save(ckpt, part / "checkpoint.pt")
+    r = runner.invoke(app, _train_args(toy_tree, part, 6, "--resume", str(part / "checkpoint.pt")))
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--resume" in lines[0] and message in lines[0], r.stderr

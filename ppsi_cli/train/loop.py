@@ -19,6 +19,7 @@ import torch
 from ..config import TrainConfig
 from ..dsp.stft import stft
 from ..model import PhaseDiffNet, count_parameters
+from ..io import atomic_path
 from ..weights import save_weights
 from . import distributed as dist
 from .data import Corpus, SegmentSampler, find_audio, load_corpus, split_files
@@ -221,6 +222,8 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
         raise TrainError(f"--resume: {path} is not a readable checkpoint ({exc})") from exc
     if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "config"} <= set(ckpt):
         raise TrainError(f"--resume: {path} is not a ppsi training checkpoint")
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
+        raise TrainError(f"--resume: {path}: its config or model state is not a mapping")
     why = _compatible(ckpt["config"], cfg)
     if why:
         raise TrainError(f"--resume: incompatible checkpoint {path}: {why}")
@@ -228,9 +231,8 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _save_checkpoint(trainer: Trainer, out: Path) -> None:
-    tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(trainer.state(), tmp)
-    tmp.replace(out / CHECKPOINT)
+    with atomic_path(out / CHECKPOINT) as tmp:  # a killed run leaves no half checkpoint
+        torch.save(trainer.state(), tmp)
 
 
 def run(cfg: TrainConfig, resume: str | None = None,
@@ -247,7 +249,12 @@ def run(cfg: TrainConfig, resume: str | None = None,
         train, val, how = prepare_data(cfg)
         trainer = Trainer(cfg, info, device, train, val)
         if resume:
-            trainer.load_state(load_checkpoint(Path(resume), cfg))
+            try:
+                trainer.load_state(load_checkpoint(Path(resume), cfg))
+            except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise TrainError(f"--resume: {resume}: its state does not fit this model "
+                                 f"({why})") from None
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
