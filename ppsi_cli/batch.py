@@ -20,10 +20,10 @@ import torch
 
 from .config import StftConfig, stft_config
 from .dsp.stft import default_length, stft
-from .inverter import Inverter, resolve_device
-from .io import AUDIO_EXTS, read_audio, resample, write_wav_atomic, written_by_ppsi
+from .inverter import CHUNK_ROWS, Inverter, resolve_device
+from .io import AUDIO_EXTS, audio_writer, read_audio, resample, written_by_ppsi
 from .methods import Method, parse_method
-from .spec_io import (SCALES, SPEC_EXTS, Spectrogram, SpecError, file_stft, peek,
+from .spec_io import (SCALES, SPEC_EXTS, NpyFrames, Spectrogram, SpecError, file_stft, peek,
                       read_spectrogram)
 
 INPUT_EXTS = SPEC_EXTS + AUDIO_EXTS
@@ -258,8 +258,11 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
         summary.add(r)
         emit({"event": "file", **asdict(r)})
     summary.planned = len(pairs)
-    # group inputs so that one batch of similar lengths is inverted together
+    # long .npy files stream through; the others go in groups of similar lengths
     try:
+        for inp, outp in [pair for pair in todo if _long(pair[0], options)]:
+            _run_long(inp, outp, inverters, options, summary, emit)
+        todo = [pair for pair in todo if not _long(pair[0], options)]
         for group in _groups(todo, options.batch_size):
             _run_group(group, inverters, options, summary, emit)
     except KeyboardInterrupt:  # what finished stays finished (outputs are atomic)
@@ -378,41 +381,99 @@ def _report(summary: Summary, emit, r: FileResult) -> None:
     emit({"event": "file", **asdict(r)})
 
 
+class _NotFinite(Exception):
+    """The inversion gave NaN or Inf samples: the output is dropped."""
+
+
 def _write(inp: Path, outp: Path, item: Item, w: np.ndarray, seconds: float,
            options: InvertOptions, summary: Summary, emit) -> None:
-    """Write one waveform at its spectrogram's sample rate, with its notices."""
+    """Write one whole waveform (see :func:`_write_chunks`)."""
+    _write_chunks(inp, outp, item, [w], seconds, options, summary, emit)
+
+
+def _write_chunks(inp: Path, outp: Path, item: Item, chunks, seconds: float,
+                  options: InvertOptions, summary: Summary, emit) -> None:
+    """Write the waveform ``chunks`` (an iterable of NumPy pieces, made as they are written) at
+    the spectrogram's sample rate, clipping for PCM; report the file with its notices. A piece
+    with NaN or Inf samples drops the output: a NaN WAV or a square wave is not a result."""
+    sr, peak, n = item.cfg.sample_rate, 0.0, 0
+    try:
+        outp.parent.mkdir(parents=True, exist_ok=True)
+        with audio_writer(outp, sr, 1, options.subtype, overwrite=options.force) as snd:
+            for w in chunks:
+                if not np.isfinite(w).all():
+                    raise _NotFinite
+                if w.size:
+                    peak = max(peak, float(w.max()), -float(w.min()))  # no |w| copy
+                if options.subtype != "FLOAT" and peak > 1.0:
+                    w = np.clip(w, -1.0, 1.0)
+                snd.write(w)
+                n += len(w)
+    except _NotFinite:
+        r = FileResult(str(inp), str(outp), "failed", "the inversion gave NaN or Inf samples "
+                       "(magnitudes too large for float32?); nothing written")
+        return _report(summary, emit, r)
+    except FileExistsError:
+        r = FileResult(str(inp), str(outp), "failed", "output appeared while this run was "
+                       "inverting (another run into the same folder?); left as it is")
+        return _report(summary, emit, r)
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        r = FileResult(str(inp), str(outp), "failed", f"cannot write output: {why.lower()}")
+        return _report(summary, emit, r)
     notices = list(item.notices)
-    peak = max(float(w.max()), -float(w.min())) if w.size else 0.0  # no |w| copy
     if peak > POWER_HINT_PEAK and not item.scale_stated:
         notices.append(f"peak {peak:.0f} is far above full scale: a power spectrogram (|X|^2)? "
                        "then pass --scale power")
     if options.subtype != "FLOAT" and peak > 1.0:
         notices.append(f"clipped: peak {peak:.2f} > 1.0 (use --subtype FLOAT to keep it)")
-        w = np.clip(w, -1.0, 1.0)
-    sr = item.cfg.sample_rate
-    if not np.isfinite(w).all():  # never written: a NaN WAV or a square wave is not a result
-        r = FileResult(str(inp), str(outp), "failed", "the inversion gave NaN or Inf samples "
-                       "(magnitudes too large for float32?); nothing written")
-        return _report(summary, emit, r)
+    _report(summary, emit, FileResult(str(inp), str(outp), "ok", None, n / sr, seconds, notices))
+
+
+#: .npy spectrograms longer than this many frames (about 2 minutes at 16 kHz, hop 256) are
+#: read, inverted and written a chunk of frames at a time: memory independent of the length
+LONG_FRAMES = 8192
+
+
+def _long(inp: Path, options: InvertOptions) -> bool:
+    if inp.suffix.lower() != ".npy" or not options.spec.online:
+        return False
+    peeked = peek(inp)
+    return peeked is not None and len(peeked[0]) >= 2 and peeked[0][-1] > LONG_FRAMES
+
+
+def _run_long(inp: Path, outp: Path, inverters: Inverters, options: InvertOptions,
+              summary: Summary, emit) -> None:
+    """One long .npy through the inverter's stream: read, inverted and written in chunks."""
+    t0 = time.perf_counter()
     try:
-        outp.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        why = exc.strerror or str(exc) or type(exc).__name__
-        r = FileResult(str(inp), str(outp), "failed", f"cannot write output: {why.lower()}")
-        return _report(summary, emit, r)
-    try:
-        write_wav_atomic(outp, w, sr, options.subtype, overwrite=options.force)
-        r = FileResult(str(inp), str(outp), "ok", None, len(w) / sr, seconds, notices)
-    except FileExistsError:
-        r = FileResult(str(inp), str(outp), "failed", "output appeared while this run was "
-                       "inverting (another run into the same folder?); left as it is")
-    except OSError as exc:
-        why = exc.strerror or str(exc) or type(exc).__name__
-        r = FileResult(str(inp), str(outp), "failed", f"cannot write output: {why.lower()}")
-    except Exception as exc:
-        r = FileResult(str(inp), str(outp), "failed",
-                       f"cannot write output ({type(exc).__name__}: {exc})")
-    _report(summary, emit, r)
+        reader = NpyFrames(inp, options.scale)
+        item = Item(torch.empty(0), None, options.base, scale_stated=options.scale is not None)
+        inverter = inverters.get(item.cfg)
+    except (SpecError, ValueError) as exc:
+        return _report(summary, emit, FileResult(str(inp), str(outp), "failed", str(exc)))
+    if options.spec.name == "oracle":
+        return _report(summary, emit, FileResult(str(inp), str(outp), "failed", "method oracle "
+                                                 "needs audio input (it uses the true phase)"))
+    step = CHUNK_ROWS.get(inverter.device.type, 1024)
+    failure: list[str] = []
+
+    def pieces():
+        stream = inverter.stream()
+        try:
+            for s in range(0, reader.frames, step):
+                mag = torch.from_numpy(reader.chunk(s, s + step))
+                yield stream.push(mag).float().cpu().numpy()
+            yield stream.flush().float().cpu().numpy()
+        except (SpecError, ValueError) as exc:  # a bad value far into the file
+            failure.append(str(exc))
+            raise _NotFinite from None
+
+    before = len(summary.files)
+    _write_chunks(inp, outp, item, pieces(), time.perf_counter() - t0, options, summary, emit)
+    if failure and len(summary.files) > before:  # name the real cause, not NaN output
+        r = summary.files[-1]
+        r.error = failure[0]
 
 
 def _shard_worker(args) -> dict[str, Any]:

@@ -112,32 +112,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
-                     subtype: str = "PCM_16", overwrite: bool = True) -> None:
-    """Write ``x`` (samples,) or (channels, samples) to ``path`` via a temp file + rename.
-
-    A reader never sees a half-written file; the format follows the suffix of ``path`` (OGG is
-    always Vorbis, ``subtype`` is then ignored). Without ``overwrite`` the file is linked into
-    place, which fails with FileExistsError if ``path`` appeared meanwhile (another run): checked
-    when it is written, not only when the run was planned.
+@contextmanager
+def audio_writer(path: str | os.PathLike, sr: int, channels: int = 1,
+                 subtype: str = "PCM_16", overwrite: bool = True) -> Iterator[sf.SoundFile]:
+    """A SoundFile on a temp file beside ``path``: write to it (all at once or chunk by chunk);
+    when the block ends it is flushed to disk and put in place, and on any error removed, so a
+    reader never sees a half-written file. The format follows the suffix (OGG is always Vorbis,
+    ``subtype`` is then ignored). Without ``overwrite`` the file is linked into place, which
+    fails with FileExistsError if ``path`` appeared meanwhile (another run): checked when it is
+    written, not only when the run was planned.
     """
     path = Path(path)
-    x = np.asarray(x)
-    if x.ndim == 2:
-        x = x.T  # soundfile wants (samples, channels)
-    elif x.ndim != 1:
-        raise ValueError(f"audio must be (samples,) or (channels, samples), got shape {x.shape}")
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot write {path.name!r}: suffix must be one of {AUDIO_EXTS}")
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            channels = 1 if x.ndim == 1 else x.shape[1]
             with sf.SoundFile(f, "w", sr, channels, subtype if fmt != "OGG" else "VORBIS",
                               format=fmt) as snd:
                 snd.software = SOFTWARE  # how a later run tells its own outputs from inputs
-                snd.write(x)
+                yield snd
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name is
         if overwrite:
@@ -148,3 +143,15 @@ def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_wav_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
+                     subtype: str = "PCM_16", overwrite: bool = True) -> None:
+    """Write ``x`` (samples,) or (channels, samples) to ``path`` through :func:`audio_writer`."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x.T  # soundfile wants (samples, channels)
+    elif x.ndim != 1:
+        raise ValueError(f"audio must be (samples,) or (channels, samples), got shape {x.shape}")
+    with audio_writer(path, sr, 1 if x.ndim == 1 else x.shape[1], subtype, overwrite) as snd:
+        snd.write(x)

@@ -12,6 +12,7 @@ defaults; a command-line option that contradicts it is refused, naming both.
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -148,6 +149,12 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
     except Exception as exc:  # whatever else a corrupt file makes a reader raise
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise SpecError(f"corrupt or unreadable ({type(exc).__name__}: {first})") from exc
+    arr = _shaped(arr)
+    return Spectrogram(linear_values(arr, _scale_of(meta, scale)), meta)
+
+
+def _shaped(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as (bins, frames) of real numbers, or SpecError naming what it is instead."""
     if arr.dtype.kind == "c":
         raise SpecError("is complex; save magnitudes (np.abs of the STFT)")
     if arr.dtype.kind not in "fiu":
@@ -158,15 +165,25 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
         raise SpecError(f"has shape {arr.shape}; expected (bins, frames)")
     if arr.size == 0:
         raise SpecError(f"is empty (shape {arr.shape})")
+    return arr
+
+
+def _scale_of(meta: dict, scale: str | None) -> str:
     if scale is not None and "scale" in meta and str(meta["scale"]) != scale:
         raise SpecError(f"the file says scale={meta['scale']!r} but --scale {scale}")
     scale = str(meta.get("scale", scale or "linear"))
     if scale not in SCALES:
         raise SpecError(f"scale {scale!r} unknown; use one of {SCALES}")
+    return scale
+
+
+def linear_values(arr: np.ndarray, scale: str) -> np.ndarray:
+    """Linear float32 magnitudes of ``arr`` (a whole file or a chunk of its frames) in ``scale``,
+    or SpecError: NaN / Inf, overflow of the conversion, values beyond float32."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise SpecError(f"contains {'NaN' if np.isnan(arr).any() else 'Inf'} values")
     if scale == "linear" and arr.dtype == np.float32:
-        return Spectrogram(arr, meta)  # as it is: no copy of a long file
+        return arr  # as it is: no copy of a long file
     with np.errstate(over="ignore"):  # overflow is reported just below
         mag = _to_linear(arr.astype(np.float64), scale)
     if not np.isfinite(mag).all():
@@ -175,7 +192,58 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
     if peak > limit:
         raise SpecError(f"values too large (peak {peak:.3g}; float32, in which ppsi inverts, "
                         f"ends at {limit:.3g})")
-    return Spectrogram(mag.astype(np.float32), meta)
+    return mag.astype(np.float32)
+
+
+class NpyFrames:
+    """A long ``.npy`` spectrogram read a chunk of frames at a time with plain reads at the
+    frames' offsets (no memory map: pages stay in the kernel's cache, not in this process), so
+    memory does not grow with the file's length."""
+
+    def __init__(self, path: str | Path, scale: str | None = None):
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as f:
+                if f.read(6) != b"\x93NUMPY":
+                    raise SpecError("is not an .npy file (no NumPy header)")
+                f.seek(0)
+                version = np.lib.format.read_magic(f)
+                shape, self._fortran, dtype = (
+                    np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                    np.lib.format.read_array_header_2_0(f))
+                self._offset = f.tell()
+                size = os.fstat(f.fileno()).st_size
+        except SpecError:
+            raise
+        except Exception as exc:
+            raise SpecError(f"unreadable or truncated ({type(exc).__name__}: {exc})") from exc
+        self._dtype = np.dtype(dtype)
+        _check_size(shape)
+        _shaped(np.ones((1, 1), self._dtype))  # the dtype: real numbers
+        squeezed = tuple(shape)
+        while len(squeezed) > 2 and squeezed[0] == 1:
+            squeezed = squeezed[1:]
+        if len(squeezed) != 2 or 0 in squeezed:
+            raise SpecError(f"has shape {tuple(shape)}; expected (bins, frames)")
+        self.bins, self.frames = squeezed
+        if self._offset + self.bins * self.frames * self._dtype.itemsize > size:
+            raise SpecError("unreadable or truncated (the data is shorter than its header says)")
+        self.scale = _scale_of({}, scale)
+        self.meta: dict = {}
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        """Linear float32 magnitudes of frames ``[start, stop)``, shape (bins, n)."""
+        stop = min(stop, self.frames)
+        n, k, size = stop - start, self.bins, self._dtype.itemsize
+        with open(self.path, "rb") as f:
+            fd = f.fileno()
+            if self._fortran:  # frame-major: the chunk is one run of bytes
+                raw = os.pread(fd, n * k * size, self._offset + start * k * size)
+                arr = np.frombuffer(raw, self._dtype).reshape(n, k).T
+            else:  # bin-major: one run per bin
+                arr = np.stack([np.frombuffer(os.pread(fd, n * size, self._offset + (b *
+                                self.frames + start) * size), self._dtype) for b in range(k)])
+        return linear_values(np.ascontiguousarray(arr), self.scale)
 
 
 def file_stft(spec: Spectrogram, options: dict, base: StftConfig) -> StftConfig:

@@ -635,3 +635,66 @@ def test_ctrl_c_mid_batch_is_one_line_exit_130_and_json(tmp_path, speech, tiny_w
     # resuming finishes the rest
     done = run("invert", src, "-o", out, "--method", "griffin-lim+iters=2", "--skip-existing")
     assert done.exit_code == 0 and f"{12 - data['ok']} ok" in done.stdout
+
+
+def _long_npy(path: Path, speech, minutes: float) -> np.ndarray:
+    x = speech[0].float()
+    reps = int(minutes * 60 * SR) // len(x) + 1
+    mag = stft(x.repeat(reps)[: int(minutes * 60 * SR)], CFG).abs().numpy()
+    np.save(path, mag)
+    return mag
+
+
+def test_long_npy_streams_through_with_the_api_result(tmp_path, speech, tiny_weights,
+                                                      monkeypatch) -> None:
+    """A .npy longer than LONG_FRAMES is read, inverted and written chunk by chunk: the WAV is
+    what the API gives for the whole array; a bad value far into it fails that file only."""
+    import ppsi_cli.batch as batch
+
+    monkeypatch.setattr(batch, "LONG_FRAMES", 100)
+    src = tmp_path / "in"
+    src.mkdir()
+    mag = _long_npy(src / "long.npy", speech, 0.2)  # 300 frames: 3 chunks of 100 and a flush
+    bad = mag.copy()
+    bad[5, 250] = np.nan
+    np.save(src / "bad.npy", bad)
+    monkeypatch.setitem(ppsi_cli.inverter.CHUNK_ROWS, "cpu", 100)
+    for method in ("ppsi", "ppsi-strided", "rtpghi"):
+        weights = tiny_weights if method != "ppsi-strided" else None
+        args = ["--weights", weights] if weights else []
+        out = tmp_path / method
+        r = run("invert", src, "-o", out, "--method", method, "--subtype", "FLOAT", *args)
+        assert r.exit_code == 1 and "1 ok, 1 failed" in r.stdout, r.output
+        assert "bad.npy" in r.stderr and "NaN" in r.stderr and not (out / "bad.wav").exists()
+        y = read(out / "long.wav")
+        ref = invert(torch.from_numpy(mag), method, weights=weights).numpy()
+        assert y.shape == ref.shape
+        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-4 if method == "ppsi-strided" else 1e-6)
+        assert not list(out.glob(".*.tmp"))
+
+
+def test_memory_does_not_grow_with_the_length(tmp_path, speech) -> None:
+    """Peak resident memory of ``ppsi invert`` on a 1-minute and a 12-minute spectrogram, each
+    in its own process: the longer file may not cost more than 50 MB extra (reading the whole
+    input and holding the whole output would cost ~130 MB more)."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads the peak from /proc (Linux)")
+    peaks = {}
+    for minutes in (1, 12):
+        path = tmp_path / f"m{minutes}.npy"
+        _long_npy(path, speech, minutes)
+        # VmHWM, the peak of this address space (ru_maxrss would keep the forking parent's)
+        code = ("import sys; from ppsi_cli.cli import main; sys.argv[0] = 'ppsi'\ntry:\n"
+                "    main()\nfinally:\n    hwm = [line for line in open('/proc/self/status')"
+                " if line.startswith('VmHWM')][0]\n    print('RSS', hwm.split()[1],"
+                " file=sys.stderr)")
+        r = subprocess.run([sys.executable, "-c", code, "invert", str(path), "-o",
+                            str(tmp_path / "out"), "--quiet"], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+        peaks[minutes] = int(r.stderr.split("RSS")[-1]) / 1024  # MB
+        path.unlink()
+    assert peaks[12] - peaks[1] < 50, peaks
