@@ -373,6 +373,7 @@ def _run_group(group, inverters: Inverters, options: InvertOptions, summary: Sum
             continue
         per_file = (time.perf_counter() - t0) / len(loaded)
         for (inp, outp, item), w in zip(entries, waves):
+            item.notices.extend(inverter.notices)
             _write(inp, outp, item, w, per_file, options, summary, emit)
 
 
@@ -452,6 +453,7 @@ def _run_long(inp: Path, outp: Path, inverters: Inverters, options: InvertOption
         inverter = inverters.get(item.cfg)
     except (SpecError, ValueError) as exc:
         return _report(summary, emit, FileResult(str(inp), str(outp), "failed", str(exc)))
+    item.notices.extend(inverter.notices)
     if options.spec.name == "oracle":
         return _report(summary, emit, FileResult(str(inp), str(outp), "failed", "method oracle "
                                                  "needs audio input (it uses the true phase)"))

@@ -24,7 +24,8 @@ from .dsp.stft import OverlapAdd, check_spectrogram, default_length, istft
 from .integrate import PhaseIntegrator
 from .methods import Method, parse_method
 from .model import NetworkStream
-from .weights import LoadedModel, family, family_name, load_model, load_weights
+from .weights import (LoadedModel, family, family_name, load_model, load_weights,
+                      measured_window_ms, model_family)
 
 #: Frames x items per chunk: bounds the working memory of a stream (1024 frames of 513 bins are
 #: ~20 MB of least-squares systems); the result does not depend on it.
@@ -192,11 +193,19 @@ class Inverter:
             kind = "strided" if model.net.cfg.strided else "online"
             raise ValueError(f"method {self.method.name} but the weights hold a {kind} model")
         self.stft = stft or (model.stft if model else StftConfig())
-        if self.method.uses_network and not chosen and family(self.stft) != family(model.stft):
-            raise ValueError(
-                f"no shipped ppsi network for {family_name(self.stft)} (shipped: "
-                f"{family_name(model.stft)}); use --method griffin-lim, pghi or rtisi-la for "
-                "this STFT, or pass --weights FILE")
+        self.notices: list[str] = []  # what a user should know of this inverter's results
+        if self.method.uses_network:
+            if not chosen and family(self.stft) != model_family(model):
+                raise ValueError(
+                    f"no shipped ppsi network for {family_name(self.stft)} (shipped: "
+                    f"{family_name(model.stft)}); use --method griffin-lim, pghi or rtisi-la "
+                    "for this STFT, or pass --weights FILE")
+            span = measured_window_ms(model)
+            ms = 1000 * self.stft.win_length / self.stft.sample_rate
+            if span and not span[0] - 0.5 <= ms <= span[1] + 0.5:
+                self.notices.append(
+                    f"a {ms:.0f} ms window is outside the {span[0]:g}-{span[1]:g} ms the network "
+                    "was measured on; griffin-lim or pghi may do better here")
         self.solver = solver or (model.solver if model else SolverConfig())
 
     # --- the edge: validation, once ------------------------------------------------------

@@ -25,10 +25,10 @@ VERSION = 1
 
 #: The shipped weights: variant -> (file name in ``weights/``, SHA-256 of the file).
 SHIPPED: dict[str, tuple[str, str]] = {
-    "online": ("ppsi-online-45512250.pt",
-               "4551225076e2f19fad4b063c36fddc0d63feec6088c249e1b4d31455f0a5c073"),
-    "strided": ("ppsi-strided-ad636bc5.pt",
-                "ad636bc59155a08dd92d0c2573f336d30c7bb2e06fbe7c10d92d3c26a9044dd0"),
+    "online": ("ppsi-online-b5816675.pt",
+               "b5816675fa23994426282a66df322ed06c4b68e550a8e46db32ec5f0e217f3f2"),
+    "strided": ("ppsi-strided-ad4c4be7.pt",
+                "ad4c4be7abcf4ba52f6a995335164d6eca286985af843327bdb436157296e8e2"),
 }
 
 
@@ -112,6 +112,24 @@ def family(stft: StftConfig) -> tuple[str, Fraction]:
 def family_name(stft: StftConfig) -> str:
     window, ratio = family(stft)
     return f"{window} at {float(100 * (1 - ratio)):g} % overlap"
+
+
+def model_family(model: LoadedModel) -> tuple[str, Fraction]:
+    """The family a weights file declares (``meta["family"]``), else that of its STFT."""
+    declared = model.meta.get("family")
+    if isinstance(declared, dict) and {"window", "hop_over_win"} <= set(declared):
+        return str(declared["window"]), Fraction(str(declared["hop_over_win"]))
+    return family(model.stft)
+
+
+def measured_window_ms(model: LoadedModel) -> tuple[float, float] | None:
+    """The window durations (ms) the weights were measured on (``meta["measured"]``), if any."""
+    measured = model.meta.get("measured")
+    try:
+        lo, hi = measured["window_ms"]
+        return float(lo), float(hi)
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def sha256(path: str | Path) -> str:

@@ -1,6 +1,6 @@
 """Where does a model's error come from? Swap in the true BPD or FPD and score (VALIDATION data).
 
-    python scripts/phase_ablation.py --weights weights/ppsi-online-45512250.pt --data data/val-g722
+    python scripts/phase_ablation.py --weights weights/ppsi-online-b5816675.pt --data data/val-g722
 
 For each file (cut to --seconds), the least squares of the weights' solver config runs four times:
 with the model's BPD and FPD, with the true BPD, with the true FPD, and with both true (oracle).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 import shutil
 
 import pytest
@@ -100,3 +101,17 @@ def test_a_shipped_file_that_fails_its_hash_is_refused(tmp_path, monkeypatch) ->
     (tmp_path / name).unlink()
     with pytest.raises(FileNotFoundError, match="missing"):
         W.load_model()
+
+
+def test_shipped_files_declare_their_family_and_measured_windows() -> None:
+    from ppsi_cli.config import stft_config
+    from ppsi_cli.weights import measured_window_ms, model_family
+
+    online, strided = W.load_model(variant="online"), W.load_model(variant="strided")
+    assert model_family(online) == model_family(strided) == ("hann", Fraction(1, 4))
+    assert measured_window_ms(online) == (25.0, 64.0)
+    assert measured_window_ms(strided) == (42.0, 64.0)
+    assert Inverter("ppsi", stft=stft_config({"sample_rate": 48000, "n_fft": 2048})).notices == []
+    far = Inverter("ppsi", stft=stft_config({"n_fft": 2048}))  # 128 ms at 16 kHz
+    assert len(far.notices) == 1 and "128 ms window is outside the 25-64 ms" in far.notices[0]
+    assert Inverter("ppsi-strided", stft=stft_config({"n_fft": 512})).notices  # 32 ms
