@@ -698,3 +698,12 @@ def test_memory_does_not_grow_with_the_length(tmp_path, speech) -> None:
         peaks[minutes] = int(r.stderr.split("RSS")[-1]) / 1024  # MB
         path.unlink()
     assert peaks[12] - peaks[1] < 50, peaks
+
+
+def test_the_readme_quick_start_works_twice(tmp_path, repo_root) -> None:
+    """The README's main command (the shipped examples, the shipped weights) run twice."""
+    readme = (repo_root / "README.md").read_text()
+    assert "ppsi invert examples/specs -o out/ --force" in readme
+    for _ in range(2):
+        r = run("invert", repo_root / "examples" / "specs", "-o", tmp_path / "out", "--force")
+        assert r.exit_code == 0 and "2 ok, 0 failed" in r.stdout, r.output
