@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from typing import Optional
+
 import typer
 from rich.console import Console
 
@@ -15,20 +20,41 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     return typer.Exit(code)
 
 
-# STFT settings, one definition shared by invert, spec, eval and train (torch's names; None:
-# not given, so a spectrogram file's own metadata or today's defaults apply)
-SAMPLE_RATE = typer.Option(None, "--sample-rate", help="Hz (default 16000).")
-N_FFT = typer.Option(None, "--n-fft", help="FFT size (default 1024).")
-WIN_LENGTH = typer.Option(None, "--win-length", help="Window length <= n_fft, centred in the "
-                                                     "frame (default: n_fft).")
-HOP_LENGTH = typer.Option(None, "--hop-length", help="Hop (default: win_length // 4).")
-WINDOW = typer.Option(None, "--window", help="hann | sqrt-hann | hamming | blackman "
-                                             "(default hann).")
-CENTER = typer.Option(None, "--center/--no-center", help="Frames centred as torch/librosa "
-                                                         "(center=True) or ppsi's start-"
-                                                         "referenced frames (default).")
+# STFT settings: one definition, added to invert, spec, eval and train by ``with_stft_options``
+# (torch's names; None: not given, so a spectrogram file's own metadata or the defaults apply)
+_STFT_OPTIONS = {
+    "sample_rate": (int, typer.Option(None, "--sample-rate", help="Hz (default 16000).")),
+    "n_fft": (int, typer.Option(None, "--n-fft", help="FFT size (default 1024).")),
+    "win_length": (int, typer.Option(None, "--win-length", help="Window length <= n_fft, "
+                                     "centred in the frame (default: n_fft).")),
+    "hop_length": (int, typer.Option(None, "--hop-length", help="Hop (default: "
+                                     "win_length // 4).")),
+    "window": (str, typer.Option(None, "--window", help="hann | sqrt-hann | hamming | "
+                                 "blackman (default hann).")),
+    "center": (bool, typer.Option(None, "--center/--no-center", help="Frames centred as "
+                                  "torch/librosa (center=True) or ppsi's start-referenced "
+                                  "frames (default).")),
+}
 
 
-def stft_settings(sample_rate, n_fft, win_length, hop_length, window, center) -> dict:
-    return dict(sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
-                hop_length=hop_length, window=window, center=center)
+def with_stft_options(command):
+    """Give ``command`` the STFT options; it receives them as one dict, its ``stft`` argument
+    (the settings given, None for the others)."""
+    signature = inspect.signature(command)
+    hints = typing.get_type_hints(command)  # resolved in the command's own module
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                               annotation=Optional[kind])
+             for name, (kind, option) in _STFT_OPTIONS.items()]
+    params = [p.replace(annotation=hints.get(p.name, p.annotation))
+              for p in signature.parameters.values() if p.name != "stft"]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        stft = {name: kwargs.pop(name) for name in _STFT_OPTIONS}
+        return command(*args, stft=stft, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params + extra,
+                                              return_annotation=None)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params + extra}
+    del wrapper.__wrapped__  # typer reads the signature above, not the command's own
+    return wrapper

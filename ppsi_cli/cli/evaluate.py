@@ -11,11 +11,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import app
-from .common import (CENTER, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, WINDOW, err, fail,
-                     out, stft_settings)
+from .common import err, fail, out, with_stft_options
 
 
 @app.command("eval")
+@with_stft_options
 def eval_cmd(
     data: Path = typer.Argument(..., help="Folder of reference speech (copy synthesis)."),
     methods: str = typer.Option("ppsi,ppsi-strided,oracle,rtisi-la,gl32,gl100,pghi",
@@ -30,12 +30,7 @@ def eval_cmd(
     compare: str = typer.Option("", help="Paired per-file differences A - B to report, e.g. "
                                          "ppsi:gl32,ppsi-strided:ppsi (mean ± standard error, "
                                          "95 % CI, paired t-test p, share of files A is higher)."),
-    sample_rate: Optional[int] = SAMPLE_RATE,
-    n_fft: Optional[int] = N_FFT,
-    win_length: Optional[int] = WIN_LENGTH,
-    hop_length: Optional[int] = HOP_LENGTH,
-    window: Optional[str] = WINDOW,
-    center: Optional[bool] = CENTER,
+    stft: dict = None,  # the STFT options, given by with_stft_options
 ) -> None:
     """Mean ± std of WB-PESQ, ESTOI, LSC and seconds per audio second (one thread) per method."""
     from ..evaluate import EvalOptions, eval_files, evaluate
@@ -43,8 +38,7 @@ def eval_cmd(
     try:
         options = EvalOptions(methods, str(weights_online) if weights_online else None,
                               str(weights_strided) if weights_strided else None, limit, jobs,
-                              compare, stft_settings(sample_rate, n_fft, win_length, hop_length,
-                                                     window, center))
+                              compare, stft)
         n = len(eval_files(data, limit))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None

@@ -12,8 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import app
-from .common import (CENTER, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, WINDOW, err, fail,
-                     out, stft_settings)
+from .common import err, fail, out, with_stft_options
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -25,6 +24,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 @app.command()
+@with_stft_options
 def invert(
     inputs: Path = typer.Argument(..., help="A spectrogram/audio file or a folder (recursive)."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the input tree)."),
@@ -50,12 +50,7 @@ def invert(
     gpus: int = typer.Option(0, min=0, help="One process per GPU over shards."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the summary here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no per-file lines."),
-    sample_rate: Optional[int] = SAMPLE_RATE,
-    n_fft: Optional[int] = N_FFT,
-    win_length: Optional[int] = WIN_LENGTH,
-    hop_length: Optional[int] = HOP_LENGTH,
-    window: Optional[str] = WINDOW,
-    center: Optional[bool] = CENTER,
+    stft: dict = None,  # the STFT options, given by with_stft_options
     scale: Optional[str] = typer.Option(None, "--scale", help="linear | power | log | db: the "
                                         "scale of .npy/.pt files (default linear)."),
 ) -> None:
@@ -81,8 +76,7 @@ def invert(
                                 subtype=subtype, force=force, skip_existing=skip_existing,
                                 batch_size=batch_size or (16 if dev.startswith("cuda") else 1),
                                 shard=(i, n), scale=scale,
-                                stft=stft_settings(sample_rate, n_fft, win_length, hop_length,
-                                                   window, center))
+                                stft=stft)
         total = len(find_inputs(inputs))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
@@ -143,17 +137,13 @@ def invert(
 
 
 @app.command()
+@with_stft_options
 def spec(
     inputs: Path = typer.Argument(..., help="An audio file or a folder of audio (recursive)."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the tree)."),
     fmt: str = typer.Option("npz", "--format", help="npz (with STFT metadata) | npy | pt"),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
-    sample_rate: Optional[int] = SAMPLE_RATE,
-    n_fft: Optional[int] = N_FFT,
-    win_length: Optional[int] = WIN_LENGTH,
-    hop_length: Optional[int] = HOP_LENGTH,
-    window: Optional[str] = WINDOW,
-    center: Optional[bool] = CENTER,
+    stft: dict = None,  # the STFT options, given by with_stft_options
 ) -> None:
     """Write magnitude spectrograms of audio (16 kHz, Hann 1024, hop 256 unless the STFT
     options say otherwise); .npz files carry every STFT setting as metadata."""
@@ -162,9 +152,7 @@ def spec(
     if fmt not in ("npz", "npy", "pt"):
         raise fail(f"--format must be npz, npy or pt, got {fmt!r}")
     try:
-        results = make_spectrograms(inputs, out_dir, fmt, force,
-                                    stft_settings(sample_rate, n_fft, win_length, hop_length,
-                                                  window, center))
+        results = make_spectrograms(inputs, out_dir, fmt, force, stft)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
     failed = [r for r in results if r.status == "failed"]

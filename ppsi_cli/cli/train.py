@@ -9,8 +9,7 @@ import typer
 
 from ..config import ModelConfig, SolverConfig, TrainConfig, stft_config
 from . import app
-from .common import (CENTER, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, WINDOW, err, fail,
-                     stft_settings)
+from .common import err, fail, with_stft_options
 
 
 def draw_event(event: dict) -> None:
@@ -44,6 +43,7 @@ def parse_factors(text: str) -> tuple[float, ...]:
 
 
 @app.command()
+@with_stft_options
 def train(
     data: Path = typer.Option(..., "--data", help="Folder tree of audio (wav, flac, ogg)."),
     out: Path = typer.Option(Path("runs/ppsi"), "-o", "--out", help="Run folder."),
@@ -87,12 +87,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Checkpoint to continue from."),
     init_from: Optional[Path] = typer.Option(None, help="Start from these weights (an online "
                                              "model initialises a strided one)."),
-    sample_rate: Optional[int] = SAMPLE_RATE,
-    n_fft: Optional[int] = N_FFT,
-    win_length: Optional[int] = WIN_LENGTH,
-    hop_length: Optional[int] = HOP_LENGTH,
-    window: Optional[str] = WINDOW,
-    center: Optional[bool] = CENTER,
+    stft: dict = None,  # the STFT options, given by with_stft_options
 ) -> None:
     """Train the phase-difference CNN; writes OUT/weights.pt, checkpoints, config.json, train.log.
 
@@ -121,8 +116,7 @@ def train(
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
                               blocks=blocks, strided=strided,
                               dilation_growth=dilation_growth),
-            stft=stft_config(stft_settings(sample_rate, n_fft, win_length, hop_length, window,
-                                           center)),
+            stft=stft_config(stft),
             solver=SolverConfig(p=p, g=g))
         launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)
     except (TrainError, ValueError) as exc:
