@@ -240,3 +240,31 @@ def test_a_power_spectrogram_read_as_magnitudes_gets_a_notice(tmp_path, speech) 
     r = runner.invoke(app, ["invert", str(tmp_path / "p.npy"), "-o", str(tmp_path / "o2"),
                             "--method", "pghi", "--scale", "power"])
     assert r.exit_code == 0 and "power spectrogram" not in r.stderr
+
+
+def test_every_stft_option_reaches_the_inversion(tmp_path, speech) -> None:
+    """--n-fft --win-length --hop-length --window --sample-rate --center on invert, and on eval:
+    the output is the API's with the same StftConfig (an ignored option would change it)."""
+    cfg = StftConfig(sample_rate=22050, n_fft=512, win_length=400, hop_length=100,
+                     window="hamming", center=True)
+    x = _speech(speech, 22050).float()  # 1.5 s
+    mag = stft(x, cfg).abs()
+    np.save(tmp_path / "a.npy", mag.numpy())
+    args = ["--sample-rate", "22050", "--n-fft", "512", "--win-length", "400", "--hop-length",
+            "100", "--window", "hamming", "--center"]
+    r = runner.invoke(app, ["invert", str(tmp_path / "a.npy"), "-o", str(tmp_path / "o"),
+                            "--method", "pghi", "--subtype", "FLOAT", *args])
+    assert r.exit_code == 0, r.output
+    y, sr = sf.read(tmp_path / "o" / "a.wav")
+    assert sr == 22050
+    np.testing.assert_allclose(y, ppsi_cli.invert(mag, "pghi", stft=cfg).numpy(), atol=1e-6)
+    # eval analyses its audio with the same options and records them
+    sf.write(tmp_path / "e.wav", x.numpy(), 22050)
+    r = runner.invoke(app, ["eval", str(tmp_path / "e.wav"), "--methods", "oracle,pghi",
+                            "--json", str(tmp_path / "e.json"), *args])
+    assert r.exit_code == 0, r.output
+    import json
+
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["stft"] == cfg.to_dict()
+    assert result["summary"]["oracle"]["pesq"]["mean"] > 4.4
