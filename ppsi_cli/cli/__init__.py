@@ -6,9 +6,22 @@ function and renders the result.
 
 from __future__ import annotations
 
-import typer
+import signal
+import sys
 
-from .. import __version__
+
+def _interrupted_while_starting(signum, frame) -> None:
+    sys.stderr.write("error: interrupted while starting; nothing was done\n")
+    sys.exit(130)
+
+
+# Ctrl-C while the command line loads (typer, rich): one line, not a traceback; ``main`` puts
+# the usual KeyboardInterrupt back before any command runs
+signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import typer  # noqa: E402
+
+from .. import __version__  # noqa: E402
 
 app = typer.Typer(
     name="ppsi",
@@ -42,4 +55,5 @@ _register()
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     app()
