@@ -38,9 +38,12 @@ def describe_weights(path: str) -> dict[str, Any]:
 
 def describe_shipped() -> list[dict[str, Any]]:
     """Every entry of the registry :data:`ppsi_cli.weights.SHIPPED`, loaded (so its SHA-256
-    is checked): file, hash and the model's facts."""
+    is checked): file, hash, the family it serves and the model's facts."""
     rows = []
-    for variant, (name, sha) in SHIPPED.items():
-        m = load_model(variant=variant)
-        rows.append({**describe(m.net, m.stft, m.solver, m.path), "file": name, "sha256": sha})
+    for entry in SHIPPED:
+        m = load_model(variant=entry.variant, stft=StftConfig(
+            window=entry.window, n_fft=1024, win_length=1024,
+            hop_length=int(1024 * entry.hop_over_win)))
+        rows.append({**describe(m.net, m.stft, m.solver, m.path), "file": entry.file,
+                     "sha256": entry.sha256, "family": entry.family_name})
     return rows

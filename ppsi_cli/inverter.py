@@ -24,8 +24,8 @@ from .dsp.stft import OverlapAdd, check_spectrogram, default_length, istft
 from .integrate import PhaseIntegrator
 from .methods import Method, parse_method
 from .model import NetworkStream
-from .weights import (LoadedModel, family, family_name, load_model, load_weights,
-                      measured_window_ms, model_family)
+from .weights import (LoadedModel, family, load_model, load_weights, measured_window_ms,
+                      model_family)
 
 #: Frames x items per chunk: bounds the working memory of a stream (1024 frames of 513 bins are
 #: ~20 MB of least-squares systems); the result does not depend on it.
@@ -183,7 +183,8 @@ class Inverter:
         self.device = resolve_device(device)
         chosen = model is not None or weights is not None  # the user picked the network
         if model is None and (weights is not None or self.method.uses_network):
-            model = (load_model(weights, self.method.variant, self.device)
+            # without a choice: the shipped network of this variant for the STFT's family
+            model = (load_model(weights, self.method.variant, self.device, stft)
                      if self.method.uses_network else load_weights(weights, self.device))
         if model is not None:
             model.net.to(self.device)
@@ -195,11 +196,7 @@ class Inverter:
         self.stft = stft or (model.stft if model else StftConfig())
         self.notices: list[str] = []  # what a user should know of this inverter's results
         if self.method.uses_network:
-            if not chosen and family(self.stft) != model_family(model):
-                raise ValueError(
-                    f"no shipped ppsi network for {family_name(self.stft)} (shipped: "
-                    f"{family_name(model.stft)}); use --method griffin-lim, pghi or rtisi-la "
-                    "for this STFT, or pass --weights FILE")
+            assert chosen or family(self.stft) == model_family(model), "registry mismatch"
             span = measured_window_ms(model)
             ms = 1000 * self.stft.win_length / self.stft.sample_rate
             if span and not span[0] - 0.5 <= ms <= span[1] + 0.5:

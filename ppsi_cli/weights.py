@@ -23,13 +23,32 @@ from .model import PhaseDiffNet
 FORMAT = "ppsi-weights"
 VERSION = 1
 
-#: The shipped weights: variant -> (file name in ``weights/``, SHA-256 of the file).
-SHIPPED: dict[str, tuple[str, str]] = {
-    "online": ("ppsi-online-b5816675.pt",
-               "b5816675fa23994426282a66df322ed06c4b68e550a8e46db32ec5f0e217f3f2"),
-    "strided": ("ppsi-strided-ad4c4be7.pt",
-                "ad4c4be7abcf4ba52f6a995335164d6eca286985af843327bdb436157296e8e2"),
-}
+@dataclass(frozen=True)
+class Shipped:
+    """One shipped weights file: the variant and STFT family it serves, its name, its SHA-256."""
+
+    variant: str  # online | strided
+    window: str
+    hop_over_win: Fraction
+    file: str
+    sha256: str
+
+    @property
+    def family(self) -> tuple[str, Fraction]:
+        return self.window, self.hop_over_win
+
+    @property
+    def family_name(self) -> str:
+        return f"{self.window} at {float(100 * (1 - self.hop_over_win)):g} % overlap"
+
+
+#: The shipped weights (files in ``weights/``); the first of a variant is its default.
+SHIPPED: tuple[Shipped, ...] = (
+    Shipped("online", "hann", Fraction(1, 4), "ppsi-online-b5816675.pt",
+            "b5816675fa23994426282a66df322ed06c4b68e550a8e46db32ec5f0e217f3f2"),
+    Shipped("strided", "hann", Fraction(1, 4), "ppsi-strided-ad4c4be7.pt",
+            "ad4c4be7abcf4ba52f6a995335164d6eca286985af843327bdb436157296e8e2"),
+)
 
 
 @dataclass
@@ -140,24 +159,42 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def shipped_weights(variant: str = "online") -> Path:
-    """Path of the shipped weights of ``variant`` (see :data:`SHIPPED`), checked by SHA-256."""
-    if variant not in SHIPPED:
+def shipped_for(variant: str = "online", stft: StftConfig | None = None) -> Shipped:
+    """The shipped entry of ``variant`` that serves ``stft``'s family (None: the default one);
+    ValueError naming the families there are when none does."""
+    entries = [e for e in SHIPPED if e.variant == variant]
+    if not entries:
         raise ValueError(f"no shipped weights variant {variant!r}; choose one of "
-                         f"{', '.join(SHIPPED)}")
-    name, expected = SHIPPED[variant]
-    path = weights_dir() / name
+                         f"{', '.join(dict.fromkeys(e.variant for e in SHIPPED))}")
+    if stft is None:
+        return entries[0]
+    for entry in entries:
+        if entry.family == family(stft):
+            return entry
+    have = ", ".join(e.family_name for e in entries)
+    raise ValueError(f"no shipped ppsi {variant} network for {family_name(stft)} (shipped: "
+                     f"{have}); use --method griffin-lim, pghi or rtisi-la for this STFT, or "
+                     "pass --weights FILE")
+
+
+def shipped_weights(variant: str = "online", stft: StftConfig | None = None) -> Path:
+    """Path of the shipped weights of ``variant`` for ``stft`` (see :func:`shipped_for`),
+    checked by SHA-256."""
+    entry = shipped_for(variant, stft)
+    path = weights_dir() / entry.file
     if not path.is_file():
-        raise FileNotFoundError(f"shipped weights {name} missing from {weights_dir()}; "
+        raise FileNotFoundError(f"shipped weights {entry.file} missing from {weights_dir()}; "
                                 "reinstall ppsi or pass --weights FILE")
     found = sha256(path)
-    if found != expected:
+    if found != entry.sha256:
         raise ValueError(f"shipped weights {path} fail their SHA-256 check (found {found[:12]}…, "
-                         f"expected {expected[:12]}…); reinstall ppsi")
+                         f"expected {entry.sha256[:12]}…); reinstall ppsi")
     return path
 
 
 def load_model(weights: str | Path | None = None, variant: str = "online",
-               device: str | torch.device = "cpu") -> LoadedModel:
-    """Load ``weights`` (a file) or the shipped, hash-checked weights of ``variant``."""
-    return load_weights(weights if weights is not None else shipped_weights(variant), device)
+               device: str | torch.device = "cpu", stft: StftConfig | None = None) -> LoadedModel:
+    """Load ``weights`` (a file) or the shipped, hash-checked weights of ``variant`` that serve
+    ``stft``'s family (None: the default ones)."""
+    return load_weights(weights if weights is not None else shipped_weights(variant, stft),
+                        device)

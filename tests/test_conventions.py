@@ -139,18 +139,25 @@ def test_api_types_follow_the_input(speech) -> None:
     assert len(ref) == default_length(mag.shape[-1], StftConfig(center=True)) == 256 * 62
 
 
-def test_ppsi_serves_its_family_only(speech) -> None:
-    half = stft_config({"n_fft": 512, "hop_length": 256})
-    mag = stft(speech[0][:16000].float(), half).abs()
-    with pytest.raises(ValueError, match=r"no shipped ppsi network for hann at 50 % overlap "
-                                         r"\(shipped: hann at 75 % overlap\); use --method "
-                                         r"griffin-lim, pghi or rtisi-la"):
-        ppsi_cli.invert(mag, n_fft=512, hop_length=256)
-    # the classical methods work on every STFT; 22.05 kHz 512/128 is in the family
-    assert ppsi_cli.invert(mag, "pghi", stft=half).shape == (
-        default_length(mag.shape[-1], half),)
-    quarter = stft_config({"n_fft": 512, "sample_rate": 22050})
-    ppsi_cli.invert(stft(speech[0][:8000].float(), quarter).abs(), stft=quarter)
+def test_ppsi_serves_the_shipped_families_only(speech) -> None:
+    """--method ppsi picks the shipped network of the STFT's family; outside every shipped
+    family it refuses, naming the classical methods that work there."""
+    from ppsi_cli.weights import SHIPPED, model_family
+
+    hamming = stft_config({"n_fft": 512, "window": "hamming"})
+    mag = stft(speech[0][:16000].float(), hamming).abs()
+    with pytest.raises(ValueError, match=r"no shipped ppsi online network for hamming at 75 % "
+                                         r"overlap \(shipped: hann at 75 % overlap.*\); use "
+                                         r"--method griffin-lim, pghi or rtisi-la"):
+        ppsi_cli.invert(mag, stft=hamming)
+    assert ppsi_cli.invert(mag, "pghi", stft=hamming).shape == (
+        default_length(mag.shape[-1], hamming),)  # the classical methods work everywhere
+    for entry in SHIPPED:
+        cfg = stft_config({"n_fft": 512, "window": entry.window,
+                           "hop_length": int(512 * entry.hop_over_win), "sample_rate": 22050})
+        inv = ppsi_cli.Inverter("ppsi" if entry.variant == "online" else "ppsi-strided",
+                                stft=cfg)
+        assert model_family(inv.model) == entry.family and inv.model.path.endswith(entry.file)
 
 
 # ---------------------------------------------------------------- the command line

@@ -76,21 +76,34 @@ def test_options_given_two_ways_give_one_result(speech) -> None:
     assert not torch.allclose(a, invert(mag, "griffin-lim", iters=3))  # momentum is used
 
 
+def _stft_of(entry) -> "StftConfig":
+    from ppsi_cli.config import StftConfig
+
+    return StftConfig(window=entry.window, hop_length=int(1024 * entry.hop_over_win))
+
+
 def test_registry_names_every_shipped_file_with_its_hash() -> None:
-    for variant, (name, sha) in W.SHIPPED.items():
-        path = W.shipped_weights(variant)
-        assert path.name == name
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
-        model = W.load_model(variant=variant)
-        assert model.net.cfg.strided == (variant == "strided")
+    from ppsi_cli.weights import model_family
+
+    assert len({(e.variant, e.family) for e in W.SHIPPED}) == len(W.SHIPPED)
+    for entry in W.SHIPPED:
+        path = W.shipped_weights(entry.variant, _stft_of(entry))
+        assert path.name == entry.file
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
+        model = W.load_model(variant=entry.variant, stft=_stft_of(entry))
+        assert model.net.cfg.strided == (entry.variant == "strided")
+        assert model_family(model) == entry.family  # the file declares what the registry says
+    assert W.shipped_for("online").family == ("hann", Fraction(1, 4))  # the default
     with pytest.raises(ValueError, match="no shipped weights variant 'huge'"):
         W.shipped_weights("huge")
+    # every shipped file is in the wheel's package data (the weights/ folder)
+    assert {e.file for e in W.SHIPPED} <= {p.name for p in W.weights_dir().glob("*.pt")}
 
 
 def test_a_shipped_file_that_fails_its_hash_is_refused(tmp_path, monkeypatch) -> None:
-    for name, _ in W.SHIPPED.values():
-        shutil.copy(W.weights_dir() / name, tmp_path / name)
-    name = W.SHIPPED["online"][0]
+    for entry in W.SHIPPED:
+        shutil.copy(W.weights_dir() / entry.file, tmp_path / entry.file)
+    name = W.shipped_for("online").file
     data = bytearray((tmp_path / name).read_bytes())
     data[-100] ^= 1  # one flipped bit
     (tmp_path / name).write_bytes(bytes(data))
