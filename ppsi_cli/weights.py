@@ -48,6 +48,10 @@ SHIPPED: tuple[Shipped, ...] = (
             "b5816675fa23994426282a66df322ed06c4b68e550a8e46db32ec5f0e217f3f2"),
     Shipped("strided", "hann", Fraction(1, 4), "ppsi-strided-ad4c4be7.pt",
             "ad4c4be7abcf4ba52f6a995335164d6eca286985af843327bdb436157296e8e2"),
+    Shipped("online", "hann", Fraction(1, 2), "ppsi-online-hann50-50796ca9.pt",
+            "50796ca9d865321d42430df6139aa2c50cd554c65c9bdb879000bfd7046e2310"),
+    Shipped("online", "sqrt-hann", Fraction(1, 2), "ppsi-online-sqrthann50-52014395.pt",
+            "52014395e72f98951f2ff600bbb8a0d5dfad3cdb1f274e70e37e27a79eb097de"),
 )
 
 

@@ -16,22 +16,27 @@ from pystoi import stoi
 from ppsi_cli import StftConfig, invert
 from ppsi_cli.dsp.stft import stft
 
-MEASURED = {  # (clip fixture, method): (WB-PESQ, ESTOI)
-    ("speech", "ppsi"): (3.836, 0.9652),
-    ("speech2", "ppsi"): (3.814, 0.9889),
-    ("speech", "ppsi-strided"): (3.811, 0.9689),
-    ("speech2", "ppsi-strided"): (3.776, 0.9900),
+MEASURED = {  # (clip fixture, method, window, n_fft, hop): (WB-PESQ, ESTOI)
+    ("speech", "ppsi", "hann", 1024, 256): (3.836, 0.9652),
+    ("speech2", "ppsi", "hann", 1024, 256): (3.814, 0.9889),
+    ("speech", "ppsi-strided", "hann", 1024, 256): (3.811, 0.9689),
+    ("speech2", "ppsi-strided", "hann", 1024, 256): (3.776, 0.9900),
+    ("speech", "ppsi", "hann", 512, 256): (3.860, 0.9354),  # the 50 % overlap networks
+    ("speech2", "ppsi", "hann", 512, 256): (4.172, 0.9727),
+    ("speech", "ppsi", "sqrt-hann", 512, 256): (3.860, 0.9404),
+    ("speech2", "ppsi", "sqrt-hann", 512, 256): (3.586, 0.9747),
 }
 
 
-@pytest.mark.parametrize("clip, method", sorted(MEASURED))
-def test_shipped_weights_keep_their_quality(request, clip, method) -> None:
+@pytest.mark.parametrize("clip, method, window, n_fft, hop", sorted(MEASURED))
+def test_shipped_weights_keep_their_quality(request, clip, method, window, n_fft, hop) -> None:
     x, sr = request.getfixturevalue(clip)
     x = x.to(torch.float32)
-    y = invert(stft(x, StftConfig()).abs(), method, length=len(x)).double().numpy()
+    cfg = StftConfig(n_fft=n_fft, win_length=n_fft, hop_length=hop, window=window)
+    y = invert(stft(x, cfg).abs(), method, stft=cfg, length=len(x)).double().numpy()
     ref = x.double().numpy()
     wb, es = pesq(sr, ref, y, "wb"), stoi(ref, y, sr, extended=True)
-    want_wb, want_es = MEASURED[(clip, method)]
+    want_wb, want_es = MEASURED[(clip, method, window, n_fft, hop)]
     assert wb >= want_wb - 0.05, (wb, want_wb)
     assert es >= want_es - 0.005, (es, want_es)
     assert np.isfinite(y).all()
