@@ -56,4 +56,10 @@ _register()
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # between the command's own handlers
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    finally:  # the command has ended: a late Ctrl-C must not turn its result into a crash
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
