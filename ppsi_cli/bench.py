@@ -212,9 +212,9 @@ def example_clips() -> list[Path]:
 
 def speech_clip(seconds: float, files: Iterable[Path] | None = None,
                 cfg: StftConfig | None = None) -> torch.Tensor:
-    """``seconds`` of speech (float32, mono, at ``cfg.sample_rate``): the clips concatenated,
-    repeated as needed, cut to length."""
-    from .io import read_audio
+    """``seconds`` of speech (float32, mono, resampled to ``cfg.sample_rate``): the clips
+    concatenated, repeated as needed, cut to length."""
+    from .io import read_audio, resample
 
     cfg = cfg or StftConfig()
     files = list(files) if files is not None else example_clips()
@@ -224,9 +224,7 @@ def speech_clip(seconds: float, files: Iterable[Path] | None = None,
     parts = []
     for f in files:
         x, sr = read_audio(f)
-        if sr != cfg.sample_rate:
-            raise ValueError(f"{f}: {sr} Hz; the benchmark needs {cfg.sample_rate} Hz audio")
-        parts.append(torch.from_numpy(x))
+        parts.append(torch.from_numpy(resample(x, sr, cfg.sample_rate).astype("float32")))
     x = torch.cat(parts)
     n = int(round(seconds * cfg.sample_rate))
     if n < cfg.win_length:
@@ -236,11 +234,12 @@ def speech_clip(seconds: float, files: Iterable[Path] | None = None,
 
 
 def bench_model(variant: str, weights: str | Path | None = None,
-                device: torch.device | str = "cpu") -> tuple[LoadedModel, str]:
+                device: torch.device | str = "cpu",
+                stft: StftConfig | None = None) -> tuple[LoadedModel, str]:
     """The model to time for ``variant`` (online | strided) and where it came from.
 
-    ``weights`` if it holds that variant, else the shipped weights, else seeded random weights of
-    the default config: speed does not depend on the weights' values.
+    ``weights`` if it holds that variant, else the shipped weights for ``stft``'s family, else
+    seeded random weights of the default config: speed does not depend on the weights' values.
     """
     strided = variant == "strided"
     if weights is not None:
@@ -248,8 +247,8 @@ def bench_model(variant: str, weights: str | Path | None = None,
         if model.net.cfg.strided == strided:
             return model, f"weights {Path(weights).name}"
     try:
-        return load_weights(shipped_weights(variant), device), "shipped weights"
-    except FileNotFoundError:
+        return load_weights(shipped_weights(variant, stft), device), "shipped weights"
+    except (FileNotFoundError, ValueError):  # none shipped for this variant and family
         pass
     torch.manual_seed(0)
     net = PhaseDiffNet(ModelConfig(strided=strided)).eval().to(device)
@@ -290,6 +289,7 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                  methods: str | Iterable[str] | None = None, weights: str | Path | None = None,
                  threads: int | None = 1, batches: Iterable[int] | None = None,
                  repeats: int = 5, audio: Iterable[Path] | None = None,
+                 stft: StftConfig | None = None,
                  on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Time whole inversions (magnitudes -> waveform) of ``seconds`` of real speech per method.
 
@@ -303,7 +303,7 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     (where the model came from; "" for the others). The STFT of the input is not timed: the
     methods start from magnitudes (oracle from the complex STFT).
     """
-    from .dsp.stft import stft
+    from .dsp.stft import stft as analyse
     from .inverter import Inverter
     from .methods import parse_methods
 
@@ -326,7 +326,7 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     if not sizes or min(sizes) < 1:
         raise ValueError(f"batch sizes must be >= 1, got {sizes}")
 
-    cfg = StftConfig()
+    cfg = stft or StftConfig()
     clip = speech_clip(seconds, audio, cfg)
     audio_seconds = clip.numel() / cfg.sample_rate
     with torch_threads(threads):
@@ -334,10 +334,10 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
         for method in names:
             model, source = None, ""
             if method.uses_network:
-                model, source = bench_model(method.variant, weights, device)
-            inv = Inverter(method, model=model, device=device)
+                model, source = bench_model(method.variant, weights, device, cfg)
+            inv = Inverter(method, model=model, device=device, stft=cfg)
             for batch in sizes:
-                spec1 = stft(clip.to(device), cfg)
+                spec1 = analyse(clip.to(device), cfg)
                 # one file: unbatched, as ppsi invert inverts it (the solver's fast path)
                 specs = spec1 if batch == 1 else spec1.expand(batch, *spec1.shape).contiguous()
                 x = specs if method.name == "oracle" else specs.abs()

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from . import app
-from .common import err, fail, out
+from .common import err, fail, out, with_stft_options
 
 bench_app = typer.Typer(
     help="Measure speed: tridiagonal solvers, whole inversion.",
@@ -154,6 +154,7 @@ def invert_table(rows: list[dict]) -> Table:
 
 
 @bench_app.command("invert")
+@with_stft_options
 def invert_speed(
     as_json: bool = typer.Option(False, "--json", help="Print the results as a JSON list."),
     device: str = typer.Option("cpu", "--device", "-d", help="cpu or cuda."),
@@ -169,11 +170,13 @@ def invert_speed(
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per method (median)."),
     audio: Optional[list[Path]] = typer.Option(None, "--audio", help="Speech file(s) to time "
                                                "on (default: examples/audio)."),
+    stft: dict = None,  # the STFT options, given by with_stft_options
 ) -> None:
     """Time every inversion method on real speech: seconds per audio second, CNN vs LS."""
     import torch
 
     from ..bench import bench_invert
+    from ..config import stft_config
     from ..methods import parse_methods
 
     if device not in ("cpu", "cuda"):
@@ -204,6 +207,7 @@ def invert_speed(
 
         try:
             rows = bench_invert(device=device, seconds=seconds, methods=methods,
+                                stft=stft_config(stft),
                                 weights=weights, threads=threads, batches=sizes,
                                 repeats=repeats, audio=audio, on_result=on_result)
         except (ValueError, FileNotFoundError) as e:
