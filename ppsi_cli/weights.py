@@ -52,6 +52,8 @@ SHIPPED: tuple[Shipped, ...] = (
             "50796ca9d865321d42430df6139aa2c50cd554c65c9bdb879000bfd7046e2310"),
     Shipped("online", "sqrt-hann", Fraction(1, 2), "ppsi-online-sqrthann50-52014395.pt",
             "52014395e72f98951f2ff600bbb8a0d5dfad3cdb1f274e70e37e27a79eb097de"),
+    Shipped("online", "hann", Fraction(1, 8), "ppsi-online-hann87-153a05ac.pt",
+            "153a05ac0f3565b218be788238a6382735c57f02e1844cda3883fc82031faf43"),
 )
 
 
