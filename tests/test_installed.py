@@ -36,8 +36,12 @@ def test_installed_package_ships_its_weights(ppsi_exe, tmp_path):
     if Path(pkg).resolve().is_relative_to(REPO):
         pytest.skip("editable install: the package is the checkout")
     assert Path(weights).resolve().is_relative_to(Path(pkg).resolve().parent)
+    from ppsi_cli.weights import SHIPPED
+
     info = json.loads(_run([ppsi_exe, "info", "--json"], tmp_path).stdout)
-    assert [row["variant"] for row in info] == ["online", "strided"]
+    # every registered file is in the wheel, loads (so its SHA-256 was checked) and says so
+    assert [(row["variant"], row["family"], row["sha256"]) for row in info] == [
+        (e.variant, e.family_name, e.sha256) for e in SHIPPED]
     assert all(row["parameters"] <= 8500 for row in info)
 
 
