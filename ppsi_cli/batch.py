@@ -259,10 +259,11 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
         emit({"event": "file", **asdict(r)})
     summary.planned = len(pairs)
     # long .npy files stream through; the others go in groups of similar lengths
+    long = {inp for inp, _ in todo if _long(inp, options)}
     try:
-        for inp, outp in [pair for pair in todo if _long(pair[0], options)]:
+        for inp, outp in [pair for pair in todo if pair[0] in long]:
             _run_long(inp, outp, inverters, options, summary, emit)
-        todo = [pair for pair in todo if not _long(pair[0], options)]
+        todo = [pair for pair in todo if pair[0] not in long]
         for group in _groups(todo, options.batch_size):
             _run_group(group, inverters, options, summary, emit)
     except KeyboardInterrupt:  # what finished stays finished (outputs are atomic)

@@ -242,7 +242,7 @@ class Inverter:
     def _streamed(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
         stream = Stream(self)
         n_items = max(1, x[..., 0, 0].numel())
-        chunk = max(2, CHUNK_ROWS.get(self.device.type, 2048) // n_items // 2 * 2)
+        chunk = max(2, CHUNK_ROWS.get(self.device.type, CHUNK_ROWS["cpu"]) // n_items // 2 * 2)
         n_t = x.shape[-1]
         # written in place: the output is the only allocation that grows with the length
         total = default_length(n_t, self.stft) if length is None else length
@@ -278,13 +278,19 @@ class Inverter:
 
     def many(self, items: list[torch.Tensor], lengths: list[int | None] | None = None
              ) -> list[torch.Tensor]:
-        """Waveforms of inputs (K, T_i) of different lengths. Online methods run them as one
-        batch, padded after their end with the silent frame a strided model looks ahead to
-        (they are causal: frames after an item's end change none of its samples, so each equals
-        its own call); the classical methods run one by one."""
+        """Waveforms of inputs (K, T_i) of different lengths. With start-referenced frames the
+        ppsi methods and the oracle run them as one batch, padded after their end with the
+        silent frame a strided model looks ahead to (they are causal, and no sample of an item's
+        output lies under a frame after its end, so each equals its own call). Otherwise they
+        run one by one: centred frames reach ``n_fft // 2`` past the last sample, where the
+        padding would add to an item's end; the classical methods look ahead or are offline."""
         lengths = lengths or [None] * len(items)
         items = [self._checked(x) for x in items]
-        if self.method.name not in ("ppsi", "ppsi-strided", "oracle") or len(items) == 1:
+        batched = (self.method.name in ("ppsi", "ppsi-strided", "oracle")
+                   and not self.stft.center and len(items) > 1
+                   and all(n is None or n <= default_length(x.shape[-1], self.stft)
+                           for x, n in zip(items, lengths)))
+        if not batched:
             return [self._invert(x, n) for x, n in zip(items, lengths)]
         t_max = max(x.shape[-1] for x in items)
         padded = []

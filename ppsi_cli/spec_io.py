@@ -71,11 +71,16 @@ def peek(path: str | Path) -> tuple[tuple[int, ...], dict] | None:
     return None
 
 
-def _npy_shape(f) -> tuple[int, ...]:
+def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of a NumPy header; ``f`` is left at the data."""
     version = np.lib.format.read_magic(f)
-    shape, _, _ = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
-                   np.lib.format.read_array_header_2_0(f))
-    return tuple(shape)
+    shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                             np.lib.format.read_array_header_2_0(f))
+    return tuple(shape), fortran, np.dtype(dtype)
+
+
+def _npy_shape(f) -> tuple[int, ...]:
+    return _npy_header(f)[0]
 
 
 def _check_size(shape) -> None:
@@ -207,17 +212,13 @@ class NpyFrames:
                 if f.read(6) != b"\x93NUMPY":
                     raise SpecError("is not an .npy file (no NumPy header)")
                 f.seek(0)
-                version = np.lib.format.read_magic(f)
-                shape, self._fortran, dtype = (
-                    np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
-                    np.lib.format.read_array_header_2_0(f))
+                shape, self._fortran, self._dtype = _npy_header(f)
                 self._offset = f.tell()
                 size = os.fstat(f.fileno()).st_size
         except SpecError:
             raise
         except Exception as exc:
             raise SpecError(f"unreadable or truncated ({type(exc).__name__}: {exc})") from exc
-        self._dtype = np.dtype(dtype)
         _check_size(shape)
         _shaped(np.ones((1, 1), self._dtype))  # the dtype: real numbers
         squeezed = tuple(shape)

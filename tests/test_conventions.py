@@ -275,3 +275,16 @@ def test_every_stft_option_reaches_the_inversion(tmp_path, speech) -> None:
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["stft"] == cfg.to_dict()
     assert result["summary"]["oracle"]["pesq"]["mean"] > 4.4
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_batched_inputs_equal_one_by_one_in_either_framing(speech, center) -> None:
+    """``Inverter.many`` (``--batch-size``) gives each item what its own call gives, lengths
+    included; centred frames reach past an item's end, so they are not padded together."""
+    cfg = stft_config({"center": center})
+    inv = ppsi_cli.Inverter("oracle", stft=cfg)
+    xs = [speech[0][8000:8000 + n] for n in (8000, 5300, 6500)]
+    specs = [stft(x, cfg) for x in xs]
+    for x, s, y in zip(xs, specs, inv.many(specs, [len(x) for x in xs])):
+        assert y.shape == x.shape
+        assert torch.allclose(y, inv(s, len(x)), atol=1e-9)
