@@ -383,8 +383,8 @@ def _report(summary: Summary, emit, r: FileResult) -> None:
     emit({"event": "file", **asdict(r)})
 
 
-class _NotFinite(Exception):
-    """The inversion gave NaN or Inf samples: the output is dropped."""
+class _DropOutput(Exception):
+    """The output is dropped; the message says why (default: NaN or Inf samples)."""
 
 
 def _write(inp: Path, outp: Path, item: Item, w: np.ndarray, seconds: float,
@@ -404,17 +404,17 @@ def _write_chunks(inp: Path, outp: Path, item: Item, chunks, seconds: float,
         with audio_writer(outp, sr, 1, options.subtype, overwrite=options.force) as snd:
             for w in chunks:
                 if not np.isfinite(w).all():
-                    raise _NotFinite
+                    raise _DropOutput
                 if w.size:
                     peak = max(peak, float(w.max()), -float(w.min()))  # no |w| copy
                 if options.subtype != "FLOAT" and peak > 1.0:
                     w = np.clip(w, -1.0, 1.0)
                 snd.write(w)
                 n += len(w)
-    except _NotFinite:
-        r = FileResult(str(inp), str(outp), "failed", "the inversion gave NaN or Inf samples "
-                       "(magnitudes too large for float32?); nothing written")
-        return _report(summary, emit, r)
+    except _DropOutput as exc:
+        why = exc.args[0] if exc.args else ("the inversion gave NaN or Inf samples (magnitudes "
+                                            "too large for float32?); nothing written")
+        return _report(summary, emit, FileResult(str(inp), str(outp), "failed", why))
     except FileExistsError:
         r = FileResult(str(inp), str(outp), "failed", "output appeared while this run was "
                        "inverting (another run into the same folder?); left as it is")
@@ -458,8 +458,7 @@ def _run_long(inp: Path, outp: Path, inverters: Inverters, options: InvertOption
     if options.spec.name == "oracle":
         return _report(summary, emit, FileResult(str(inp), str(outp), "failed", "method oracle "
                                                  "needs audio input (it uses the true phase)"))
-    step = CHUNK_ROWS.get(inverter.device.type, 1024)
-    failure: list[str] = []
+    step = CHUNK_ROWS.get(inverter.device.type, CHUNK_ROWS["cpu"])
 
     def pieces():
         stream = inverter.stream()
@@ -468,15 +467,10 @@ def _run_long(inp: Path, outp: Path, inverters: Inverters, options: InvertOption
                 mag = torch.from_numpy(reader.chunk(s, s + step))
                 yield stream.push(mag).float().cpu().numpy()
             yield stream.flush().float().cpu().numpy()
-        except (SpecError, ValueError) as exc:  # a bad value far into the file
-            failure.append(str(exc))
-            raise _NotFinite from None
+        except (SpecError, ValueError) as exc:  # a bad value far into the file: its own line
+            raise _DropOutput(f"{exc}; nothing written") from None
 
-    before = len(summary.files)
     _write_chunks(inp, outp, item, pieces(), time.perf_counter() - t0, options, summary, emit)
-    if failure and len(summary.files) > before:  # name the real cause, not NaN output
-        r = summary.files[-1]
-        r.error = failure[0]
 
 
 def _shard_worker(args) -> dict[str, Any]:

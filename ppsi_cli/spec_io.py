@@ -184,11 +184,13 @@ def _scale_of(meta: dict, scale: str | None) -> str:
 
 def linear_values(arr: np.ndarray, scale: str) -> np.ndarray:
     """Linear float32 magnitudes of ``arr`` (a whole file or a chunk of its frames) in ``scale``,
-    or SpecError: NaN / Inf, overflow of the conversion, values beyond float32."""
+    or SpecError: NaN / Inf, overflow of the conversion, values beyond float32. Linear float32
+    values pass as they are: the inverter checks them (:func:`~ppsi_cli.dsp.stft.
+    check_spectrogram`), so a long file is neither copied nor scanned twice."""
+    if scale == "linear" and arr.dtype == np.float32:
+        return arr
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise SpecError(f"contains {'NaN' if np.isnan(arr).any() else 'Inf'} values")
-    if scale == "linear" and arr.dtype == np.float32:
-        return arr  # as it is: no copy of a long file
     with np.errstate(over="ignore"):  # overflow is reported just below
         mag = _to_linear(arr.astype(np.float64), scale)
     if not np.isfinite(mag).all():
