@@ -4,6 +4,7 @@
     wave = ppsi_cli.invert(magnitude)                          # (..., 513, T) -> (..., L)
     wave = ppsi_cli.invert(mag, n_fft=512, hop_length=128, center=True)   # torch's names
     wave = ppsi_cli.invert(magnitude, method="ppsi-strided+refine=32")
+    wave = ppsi_cli.invert(log_mel, mel="hifigan")              # (..., 80, T) HiFi-GAN log-mel
     inv = ppsi_cli.Inverter("ppsi")                            # load once, call many times
     stream = inv.stream()                                      # push (..., 513, n) chunks
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import SolverConfig, StftConfig, stft_config
+from .config import MelConfig, SolverConfig, StftConfig, mel_config, stft_config
 from .inverter import Inverter
 from .methods import Method
 from .weights import LoadedModel
@@ -27,7 +28,8 @@ def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
            window: str | None = None, center: bool | None = None,
            stft: StftConfig | None = None, model: LoadedModel | None = None,
            weights: str | None = None, solver: SolverConfig | None = None,
-           device: str | torch.device = "cpu", **options):
+           device: str | torch.device = "cpu",
+           mel: "str | MelConfig | dict | None" = None, **options):
     """Waveform (..., L) from linear magnitudes (..., K, T) (or a complex STFT: copy synthesis).
 
     ``x``: a torch tensor or a NumPy array (the result is of the same kind, on ``x``'s device);
@@ -38,9 +40,18 @@ def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
     ``griffin-lim``, ``rtisi``, ``rtisi-la``, ``pghi``, ``rtpghi``), options as ``+KEY=VALUE``
     or as keywords (``refine=32``, ``iters=100``). ``length`` defaults to the STFT's default
     (``torch.istft``'s for ``center=True``).
+    ``mel``: ``x`` is a mel spectrogram (..., n_mels, T) of this front end: a preset name
+    (``hifigan``, ``vocos``, ``librosa``, ``torchaudio``; settings overridable as
+    ``"hifigan+f_max=11025"``), a :class:`~ppsi_cli.config.MelConfig`, or a mapping of settings
+    (``{"preset": "vocos", "n_mels": 80}``; STFT settings may be among them). The preset's STFT is
+    the base the STFT keywords above change; the shipped mel network serves ``ppsi``.
     """
     settings = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
                     win_length=win_length, window=window, center=center)
+    if mel is not None:
+        mel, mel_stft = mel_config(mel)
+        if stft is None and mel_stft:
+            stft = stft_config(mel_stft)
     if stft is not None or any(v is not None for v in settings.values()):
         stft = stft_config(settings, stft)
     numpy_in = isinstance(x, np.ndarray)
@@ -52,6 +63,6 @@ def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
     elif t.dtype == torch.complex32:
         t = t.to(torch.complex64)
     inv = Inverter(method, model=model, weights=weights, stft=stft, solver=solver,
-                   device=device, **options)
+                   device=device, mel=mel, **options)
     y = inv(t, length).to(t.device)
     return y.numpy() if numpy_in else y

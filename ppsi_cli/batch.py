@@ -18,13 +18,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .config import StftConfig, stft_config
+from .config import MelConfig, StftConfig, mel_config, stft_config
+from .dsp.mel import mel_spectrogram
 from .dsp.stft import default_length, stft
 from .inverter import CHUNK_ROWS, Inverter, resolve_device
 from .io import AUDIO_EXTS, audio_writer, read_audio, resample, written_by_ppsi
 from .methods import Method, parse_method
-from .spec_io import (SCALES, SPEC_EXTS, NpyFrames, Spectrogram, SpecError, file_stft, peek,
-                      read_spectrogram)
+from .spec_io import (SCALES, SPEC_EXTS, NpyFrames, Spectrogram, SpecError, file_mel, file_stft,
+                      peek, read_spectrogram)
 
 INPUT_EXTS = SPEC_EXTS + AUDIO_EXTS
 
@@ -38,7 +39,8 @@ class InvertOptions:
     """What ``ppsi invert`` was asked for. ``iters``, ``momentum`` and ``refine`` (None: not
     given) override the options of ``method``; :attr:`spec` is the parsed method. ``stft`` holds
     the STFT settings given as options: a spectrogram file's own metadata win over the defaults,
-    and an option that contradicts them is an error."""
+    and an option that contradicts them is an error. ``mel`` (a preset, ``NAME+KEY=VALUE``): the
+    mel front end of files that do not state theirs (audio input: its mel is inverted)."""
 
     method: str = "ppsi"
     weights: str | None = None
@@ -53,13 +55,19 @@ class InvertOptions:
     shard: tuple[int, int] = (0, 1)
     stft: dict[str, Any] = field(default_factory=dict)  # settings given (None: not given)
     scale: str | None = None  # of files that do not state theirs
+    mel: str | None = None  # mel front end of files that do not state theirs
     spec: Method = field(init=False)
     base: StftConfig = field(init=False)  # the STFT of a file that states nothing
+    mel_cfg: MelConfig | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.spec = parse_method(self.method, iters=self.iters, momentum=self.momentum,
                                  refine=self.refine)
-        self.base = stft_config(self.stft)
+        self.mel_cfg, mel_stft = mel_config(self.mel) if self.mel else (None, {})
+        self.base = stft_config(self.stft, stft_config(mel_stft))
+        if self.mel and self.scale is not None:
+            raise ValueError(f"--scale {self.scale} and --mel exclude each other (the mel "
+                             "settings say its scale: log=...)")
         if self.scale is not None and self.scale not in SCALES:
             raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         i, n = self.shard
@@ -182,6 +190,7 @@ class Item:
     cfg: StftConfig
     notices: list[str] = field(default_factory=list)
     scale_stated: bool = True  # False: a spectrogram read as linear without saying so
+    mel: MelConfig | None = None  # x is a mel spectrogram of this front end
 
 
 def load_input(path: Path, options: InvertOptions) -> Item:
@@ -190,11 +199,13 @@ def load_input(path: Path, options: InvertOptions) -> Item:
     if ext in SPEC_EXTS:
         try:
             spec = read_spectrogram(path, options.scale)
-            cfg = file_stft(spec, options.stft, options.base)
+            mel, mel_stft = file_mel(spec, options.mel)
+            base = stft_config(mel_stft) if mel is not None else options.base
+            cfg = file_stft(spec, options.stft, base)
         except SpecError as exc:
             raise InputError(str(exc)) from None
-        stated = "scale" in spec.meta or options.scale is not None
-        return Item(torch.from_numpy(spec.magnitude), None, cfg, scale_stated=stated)
+        stated = "scale" in spec.meta or options.scale is not None or mel is not None
+        return Item(torch.from_numpy(spec.magnitude), None, cfg, scale_stated=stated, mel=mel)
     if ext not in AUDIO_EXTS:
         raise InputError(f"unsupported extension {ext!r}")
     cfg = options.base
@@ -218,9 +229,13 @@ def load_input(path: Path, options: InvertOptions) -> Item:
         notices.append(f"resampled {sr} Hz -> {cfg.sample_rate} Hz")
     audio = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     try:
-        return Item(stft(audio, cfg), len(x), cfg, notices)
+        spec = stft(audio, cfg)
     except ValueError as exc:  # e.g. too short for reflect padding
         raise InputError(str(exc)) from None
+    if options.mel_cfg is not None:  # the mel of the audio is what is inverted
+        return Item(mel_spectrogram(spec.abs(), options.mel_cfg, cfg), len(x), cfg, notices,
+                    mel=options.mel_cfg)
+    return Item(spec, len(x), cfg, notices)
 
 
 def run_batch(src: Path, out_dir: Path, options: InvertOptions,
@@ -318,18 +333,19 @@ class Inverters:
     def __init__(self, options: InvertOptions):
         self.options = options
         self.device = resolve_device(options.device)
-        self._made: dict[StftConfig, Inverter | ValueError] = {}
+        self._made: dict[tuple, Inverter | ValueError] = {}
 
-    def get(self, cfg: StftConfig) -> Inverter:
-        if cfg not in self._made:
+    def get(self, cfg: StftConfig, mel: MelConfig | None = None) -> Inverter:
+        key = (cfg, mel)
+        if key not in self._made:
             try:
-                self._made[cfg] = Inverter(self.options.spec, weights=self.options.weights,
-                                           stft=cfg, device=self.device)
+                self._made[key] = Inverter(self.options.spec, weights=self.options.weights,
+                                           stft=cfg, mel=mel, device=self.device)
             except ValueError as exc:
                 if not self._made:  # the first: the run's own settings; refuse the run
                     raise
-                self._made[cfg] = exc
-        made = self._made[cfg]
+                self._made[key] = exc
+        made = self._made[key]
         if isinstance(made, ValueError):
             raise made
         return made
@@ -347,19 +363,20 @@ def _run_group(group, inverters: Inverters, options: InvertOptions, summary: Sum
         try:
             item = load_input(inp, options)
             if options.spec.name == "oracle" and not item.x.is_complex():
-                raise InputError("method oracle needs audio input (it uses the true phase)")
+                raise InputError("method oracle needs audio input (it uses the true phase)"
+                                 + (", not a mel spectrogram" if item.mel else ""))
             loaded.append((inp, outp, item))
         except (InputError, ValueError) as exc:
             _report(summary, emit, FileResult(str(inp), str(outp), "failed", str(exc)))
         except MemoryError:  # one file too big for this machine: that file's failure
             _report(summary, emit, FileResult(str(inp), str(outp), "failed",
                                               "out of memory while reading it"))
-    by_cfg: dict[StftConfig, list[tuple[Path, Path, Item]]] = {}
+    by_cfg: dict[tuple, list[tuple[Path, Path, Item]]] = {}
     for entry in loaded:
-        by_cfg.setdefault(entry[2].cfg, []).append(entry)
-    for cfg, entries in by_cfg.items():
+        by_cfg.setdefault((entry[2].cfg, entry[2].mel), []).append(entry)
+    for (cfg, mel), entries in by_cfg.items():
         try:
-            inverter = inverters.get(cfg)
+            inverter = inverters.get(cfg, mel)
             waves = inverter.many([it.x for _, _, it in entries],
                                   [it.length for _, _, it in entries])
             waves = [w.float().cpu().numpy() for w in waves]
@@ -450,8 +467,9 @@ def _run_long(inp: Path, outp: Path, inverters: Inverters, options: InvertOption
     t0 = time.perf_counter()
     try:
         reader = NpyFrames(inp, options.scale)
-        item = Item(torch.empty(0), None, options.base, scale_stated=options.scale is not None)
-        inverter = inverters.get(item.cfg)
+        item = Item(torch.empty(0), None, options.base, scale_stated=options.scale is not None
+                    or options.mel is not None, mel=options.mel_cfg)
+        inverter = inverters.get(item.cfg, item.mel)
     except (SpecError, ValueError) as exc:
         return _report(summary, emit, FileResult(str(inp), str(outp), "failed", str(exc)))
     item.notices.extend(inverter.notices)
@@ -507,13 +525,15 @@ def run_sharded(src: Path, out_dir: Path, options: InvertOptions, gpus: int,
 
 
 def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = False,
-                      stft: dict[str, Any] | None = None) -> list[FileResult]:
+                      stft: dict[str, Any] | None = None,
+                      mel: str | None = None) -> list[FileResult]:
     """Write the magnitude spectrogram of every audio file under ``src`` (mirroring the tree),
-    with the STFT settings ``stft`` (torch's names; None: today's defaults); ``.npz`` files
-    carry them all as metadata."""
+    with the STFT settings ``stft`` (torch's names; None: today's defaults), or its mel
+    spectrogram with the front end ``mel`` (a preset, ``NAME+KEY=VALUE``); ``.npz`` files carry
+    every setting as metadata."""
     from .spec_io import write_spectrogram
 
-    options = InvertOptions(method="oracle", stft=dict(stft or {}))
+    options = InvertOptions(method="griffin-lim", stft=dict(stft or {}), mel=mel)
     src, out_dir = Path(src), Path(out_dir)
     files = [f for f in find_inputs(src) if f.suffix.lower() in AUDIO_EXTS]
     if not files:
@@ -527,7 +547,8 @@ def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = 
                 raise InputError("output exists (use --force to overwrite)")
             item = load_input(f, options)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            write_spectrogram(dst, item.x.abs().numpy(), item.cfg, fmt)
+            write_spectrogram(dst, item.x.abs().numpy() if item.mel is None else item.x.numpy(),
+                              item.cfg, fmt, item.mel)
             results.append(FileResult(str(f), str(dst), "ok", None,
                                       item.length / item.cfg.sample_rate, notices=item.notices))
         except (InputError, ValueError, OSError) as exc:

@@ -53,7 +53,9 @@ class StftConfig:
     - ``center=True`` (the torch / librosa default): ``n_fft // 2`` samples of padding on each side
       (``pad_mode`` reflect as torch, constant zeros as librosa), frame t centred on sample tH;
       T frames give ``H (T - 1)`` samples (one more for odd ``n_fft``), as ``torch.istft``
-      returns without ``length``.
+      returns without ``length``. ``pad_length`` sets another padding: HiFi-GAN's mel front end
+      pads ``(n_fft - hop) / 2`` and frames the result with ``center=False``, which is
+      ``center=True, pad_length=(n_fft - hop) // 2`` here (T frames give ``H T`` samples).
     """
 
     sample_rate: int = 16000
@@ -63,6 +65,7 @@ class StftConfig:
     window: str = "hann"
     center: bool = False
     pad_mode: str = "reflect"
+    pad_length: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length"):
@@ -82,6 +85,14 @@ class StftConfig:
             raise ValueError(f"center must be True or False, got {self.center!r}")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be reflect or constant, got {self.pad_mode!r}")
+        if self.pad_length is not None:
+            if isinstance(self.pad_length, bool) or not isinstance(self.pad_length, int):
+                raise ValueError(f"pad_length must be an integer, got {self.pad_length!r}")
+            if not self.center:
+                raise ValueError("pad_length is the padding of centred frames; it needs "
+                                 "center=True")
+            if not 0 <= self.pad_length < self.n_fft:
+                raise ValueError(f"pad_length must be in [0, n_fft), got {self.pad_length}")
 
     @property
     def n_bins(self) -> int:
@@ -102,7 +113,7 @@ class StftConfig:
     def pad(self) -> int:
         """Samples of the padded signal before the first original sample."""
         if self.center:
-            return self.n_fft // 2
+            return self.n_fft // 2 if self.pad_length is None else self.pad_length
         return self.win_length - self.hop_length + self.offset
 
     @property
@@ -128,7 +139,8 @@ class StftConfig:
 
 
 #: StftConfig's fields, in torch's names: the STFT settings a user can give
-STFT_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "window", "center", "pad_mode")
+STFT_KEYS = ("sample_rate", "n_fft", "win_length", "hop_length", "window", "center", "pad_mode",
+             "pad_length")
 
 
 def _setting(key: str, value: Any) -> Any:
@@ -136,7 +148,7 @@ def _setting(key: str, value: Any) -> Any:
     or integral floats, ``center`` as true/false/1/0; anything else is refused by name."""
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         value = value.item()  # NumPy / torch scalars
-    if key in ("sample_rate", "n_fft", "win_length", "hop_length"):
+    if key in ("sample_rate", "n_fft", "win_length", "hop_length", "pad_length"):
         if isinstance(value, bool):
             raise ValueError(f"{key}={value!r} is not an integer")
         if isinstance(value, float) and value.is_integer():
@@ -170,6 +182,154 @@ def stft_config(given: dict[str, Any], base: "StftConfig | None" = None) -> "Stf
     if "win_length" in values and "n_fft" in values:
         values.setdefault("hop_length", values["win_length"] // 4)
     return dataclasses.replace(base, **values)
+
+
+MEL_SCALES = ("slaney", "htk")
+MEL_NORMS = ("slaney", "none")
+MEL_LOGS = ("none", "ln", "log10", "db")
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """A mel front end (:mod:`ppsi_cli.dsp.mel`): ``n_mels`` triangular filters from ``f_min`` to
+    ``f_max`` (None: Nyquist) on the Slaney (librosa's default) or HTK (torchaudio's) mel scale,
+    normalised to unit area (``mel_norm`` slaney) or not; applied to ``|X| ** power``; then
+    ``log``: none, ``ln`` / ``log10`` of the values clamped at ``clamp``, or ``db`` (``10 log10``
+    of a power mel, ``20 log10`` of a magnitude mel, clamped likewise). Named front ends:
+    :data:`MEL_PRESETS`."""
+
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = None
+    mel_scale: str = "slaney"
+    mel_norm: str = "slaney"
+    power: float = 1.0
+    log: str = "none"
+    clamp: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_mels, bool) or not isinstance(self.n_mels, int) or \
+                not 1 <= self.n_mels <= 1024:
+            raise ValueError(f"n_mels must be an integer in [1, 1024], got {self.n_mels!r}")
+        if not (isinstance(self.f_min, (int, float)) and 0 <= self.f_min):
+            raise ValueError(f"f_min must be a frequency >= 0 Hz, got {self.f_min!r}")
+        if self.f_max is not None and not (isinstance(self.f_max, (int, float))
+                                           and self.f_max > self.f_min):
+            raise ValueError(f"f_max must be a frequency above f_min ({self.f_min:g} Hz), got "
+                             f"{self.f_max!r}")
+        for name, allowed in (("mel_scale", MEL_SCALES), ("mel_norm", MEL_NORMS),
+                              ("log", MEL_LOGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got "
+                                 f"{getattr(self, name)!r}")
+        if self.power not in (1, 2):
+            raise ValueError(f"power must be 1 (magnitude) or 2 (power), got {self.power!r}")
+        if not (isinstance(self.clamp, (int, float)) and 0 < self.clamp < 1):
+            raise ValueError(f"clamp must be in (0, 1), got {self.clamp!r}")
+
+    def upper(self, sample_rate: int) -> float:
+        """``f_max`` in Hz (Nyquist when None)."""
+        return sample_rate / 2 if self.f_max is None else float(self.f_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "MelConfig":
+        return _from_dict(cls, data)
+
+
+#: MelConfig's fields: the mel settings a user can give (file keys, API keywords)
+MEL_KEYS = tuple(f.name for f in dataclasses.fields(MelConfig))
+
+#: name -> (mel settings, STFT settings) of the front ends TTS models are trained on:
+#: HiFi-GAN's ``meldataset.mel_spectrogram`` (reflect padding of (n_fft - hop) / 2, then frames
+#: with center=False), Vocos' ``MelSpectrogramFeatures`` (torchaudio, center=True), and the
+#: defaults of ``librosa.feature.melspectrogram`` and ``torchaudio.transforms.MelSpectrogram``
+#: (their STFT settings are the tools' defaults; a user's own replace them).
+MEL_PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "hifigan": (dict(n_mels=80, f_min=0.0, f_max=8000.0, mel_scale="slaney", mel_norm="slaney",
+                     power=1.0, log="ln", clamp=1e-5),
+                dict(sample_rate=22050, n_fft=1024, win_length=1024, hop_length=256,
+                     window="hann", center=True, pad_mode="reflect", pad_length=384)),
+    "vocos": (dict(n_mels=100, f_min=0.0, f_max=None, mel_scale="htk", mel_norm="none",
+                   power=1.0, log="ln", clamp=1e-7),
+              dict(sample_rate=24000, n_fft=1024, win_length=1024, hop_length=256,
+                   window="hann", center=True, pad_mode="reflect")),
+    "librosa": (dict(n_mels=128, f_min=0.0, f_max=None, mel_scale="slaney", mel_norm="slaney",
+                     power=2.0, log="none"),
+                dict(sample_rate=22050, n_fft=2048, win_length=2048, hop_length=512,
+                     window="hann", center=True, pad_mode="constant")),
+    "torchaudio": (dict(n_mels=128, f_min=0.0, f_max=None, mel_scale="htk", mel_norm="none",
+                        power=2.0, log="none"),
+                   dict(sample_rate=16000, n_fft=400, win_length=400, hop_length=200,
+                        window="hann", center=True, pad_mode="reflect")),
+}
+
+
+def _mel_setting(key: str, value: Any) -> Any:
+    """One mel setting from an option, a file or a keyword (strings parsed), or ValueError."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    if key not in MEL_KEYS:
+        raise ValueError(f"unknown mel setting {key!r}; known: {', '.join(MEL_KEYS)}")
+    if key == "f_max" and (value is None or str(value).strip().lower() in ("none", "")):
+        return None
+    if key == "n_mels":
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"n_mels={value!r} is not an integer")
+        return value
+    if key in ("f_min", "f_max", "power", "clamp"):
+        if isinstance(value, bool):
+            raise ValueError(f"{key}={value!r} is not a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}={value!r} is not a number") from None
+    return str(value).strip().lower()
+
+
+def mel_config(spec: "str | MelConfig | dict[str, Any] | None",
+               given: dict[str, Any] | None = None) -> tuple[MelConfig, dict[str, Any]]:
+    """``(MelConfig, STFT settings)`` of a mel front end: ``spec`` is a preset name of
+    :data:`MEL_PRESETS` (optionally ``NAME+KEY=VALUE+...``, the method syntax), a MelConfig, or
+    a mapping of settings (with an optional ``preset`` key); ``given`` overrides key by key.
+    The STFT settings are the preset's (empty without one): a base the user's own replace."""
+    values: dict[str, Any] = {}
+    stft: dict[str, Any] = {}
+    if isinstance(spec, MelConfig):
+        values = spec.to_dict()
+    elif isinstance(spec, dict):
+        values = dict(spec)
+        name = values.pop("preset", None)
+        if name is not None:
+            base, stft = mel_config(str(name))
+            values = {**base.to_dict(), **values}
+    elif isinstance(spec, str):
+        name, *parts = spec.strip().split("+")
+        name = name.strip().lower()
+        if name not in MEL_PRESETS:
+            raise ValueError(f"unknown mel preset {name!r}; choose one of "
+                             f"{', '.join(MEL_PRESETS)}")
+        mel, stft = MEL_PRESETS[name]
+        values, stft = dict(mel), dict(stft)
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise ValueError(f"mel {spec!r}: write settings as +KEY=VALUE, got {part!r}")
+            values[key.strip()] = value
+    elif spec is not None:
+        raise ValueError(f"mel: expected a preset name, a MelConfig or a mapping, got "
+                         f"{type(spec).__name__}")
+    values.update({k: v for k, v in (given or {}).items() if v is not None})
+    stft_keys = {k: values.pop(k) for k in list(values) if k in STFT_KEYS}
+    stft.update(stft_keys)
+    parsed = {k: _mel_setting(k, v) for k, v in values.items()}
+    return MelConfig(**parsed), stft
 
 
 @dataclass(frozen=True)
@@ -308,6 +468,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     stft: StftConfig = field(default_factory=StftConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
+    mel: MelConfig | None = None  # a mel network: trained on the NNLS magnitudes of this mel
 
     def __post_init__(self) -> None:
         if self.loss_weight not in LOSS_WEIGHTS:
@@ -328,6 +489,8 @@ class TrainConfig:
         model = ModelConfig.from_dict(data.pop("model", None))
         stft = StftConfig.from_dict(data.pop("stft", None))
         solver = SolverConfig.from_dict(data.pop("solver", None))
+        mel = data.pop("mel", None)
         cfg = _from_dict(cls, data)
         cfg.model, cfg.stft, cfg.solver = model, stft, solver
+        cfg.mel = None if mel is None else MelConfig.from_dict(mel)
         return cfg

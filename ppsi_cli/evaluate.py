@@ -19,7 +19,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import StftConfig, stft_config
+from .config import MelConfig, StftConfig, mel_config, stft_config
+from .dsp.mel import mel_spectrogram
 from .dsp.stft import stft
 from .io import AUDIO_EXTS
 from .methods import Method, parse_method, parse_methods
@@ -32,7 +33,9 @@ SCORES = ("pesq", "estoi", "lsc")
 class EvalOptions:
     """``methods``: comma-separated :mod:`ppsi_cli.methods` spellings; ``compare``: pairs
     ``A:B,...`` of them to report paired per-file differences for; ``stft``: the STFT settings
-    every method is evaluated with (torch's names; the audio is resampled to its rate)."""
+    every method is evaluated with (torch's names; the audio is resampled to its rate); ``mel``:
+    a mel front end (preset, ``NAME+KEY=VALUE``) whose output every method inverts instead of the
+    magnitudes (its STFT is the default)."""
 
     methods: str = DEFAULT_METHODS
     weights_online: str | None = None
@@ -41,13 +44,16 @@ class EvalOptions:
     jobs: int = 1
     compare: str = ""
     stft: dict[str, Any] = field(default_factory=dict)  # settings given (None: not given)
+    mel: str | None = None
     parsed: list[Method] = field(init=False)
     pairs: list[tuple[str, str]] = field(init=False)
     cfg: StftConfig = field(init=False)
+    mel_cfg: MelConfig | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.parsed = parse_methods(self.methods)
-        self.cfg = stft_config(self.stft)
+        self.mel_cfg, mel_stft = mel_config(self.mel) if self.mel else (None, {})
+        self.cfg = stft_config(self.stft, stft_config(mel_stft))
         self.pairs = parse_pairs(self.compare, self.parsed)
         if self.jobs < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("jobs and limit must be >= 1")
@@ -74,7 +80,7 @@ def _inverters(options: EvalOptions) -> dict[str, Any]:
 
     weights = {"online": options.weights_online, "strided": options.weights_strided}
     return {m.label: Inverter(m, weights=weights[m.variant] if m.uses_network else None,
-                              stft=options.cfg) for m in options.parsed}
+                              stft=options.cfg, mel=options.mel_cfg) for m in options.parsed}
 
 
 def _score(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float]:
@@ -99,17 +105,22 @@ def _init(options: EvalOptions) -> None:
 
 def _eval_file(path: str) -> dict[str, Any]:
     """Copy synthesis of one file by every method: the STFT in float64; the oracle inverts it
-    as it is, the others its complex64 rounding (float32 magnitudes, as users have)."""
+    as it is, the others its complex64 rounding (float32 magnitudes, as users have), or with a
+    mel front end its float32 mel spectrogram."""
     from .train.data import load_mono
 
     inverters = _STATE["inverters"]
-    cfg: StftConfig = next(iter(inverters.values())).stft
+    first = next(iter(inverters.values()))
+    cfg: StftConfig = first.stft
     x = load_mono(path, cfg.sample_rate)
     spec = stft(torch.from_numpy(x).double(), cfg)
+    given = spec.to(torch.complex64)
+    if first.mel is not None:
+        given = mel_spectrogram(spec.abs(), first.mel, cfg).float()
     row: dict[str, Any] = {"file": path, "seconds": len(x) / cfg.sample_rate, "methods": {}}
     for label, inv in inverters.items():
         t0 = time.perf_counter()
-        y = inv(spec if inv.method.name == "oracle" else spec.to(torch.complex64), len(x))
+        y = inv(spec if inv.method.name == "oracle" else given, len(x))
         elapsed = time.perf_counter() - t0
         row["methods"][label] = {"time": elapsed,
                                  **_score(x, y.double().numpy(), cfg.sample_rate)}
@@ -143,6 +154,8 @@ def evaluate(root: Path, options: EvalOptions,
     if options.pairs:
         result["paired"] = compare(rows, options.pairs)
     result["stft"] = options.cfg.to_dict()
+    if options.mel_cfg is not None:
+        result["mel"] = {"given": options.mel, **options.mel_cfg.to_dict()}
     return result
 
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import torch
 
-from .config import SolverConfig, StftConfig
+from .config import MelConfig, SolverConfig, StftConfig, mel_config, stft_config
 from .dsp.features import floor_frame
+from .dsp.mel import check_mel, mel_to_magnitude
 from .dsp.phase import bpd, fpd
 from .dsp.stft import OverlapAdd, check_spectrogram, default_length, istft
 from .integrate import PhaseIntegrator
-from .methods import Method, parse_method
+from .methods import PEERS, Method, parse_method
 from .model import NetworkStream
 from .weights import (LoadedModel, family, load_model, load_weights, measured_window_ms,
-                      model_family)
+                      model_family, model_input)
 
 #: Frames x items per chunk: bounds the working memory of a stream (1024 frames of 513 bins are
 #: ~20 MB of least-squares systems); the result does not depend on it.
@@ -138,6 +139,7 @@ class Stream:
             raise ValueError(f"chunk has leading shape {lead}; the stream started with "
                              f"{self._lead}")
         self._frames += x.shape[-1]
+        x = self.inverter._linear(x)
         return self._samples(self.source.push(x.reshape(-1, *x.shape[-2:]), last))
 
     def flush(self, length: int | None = None) -> torch.Tensor:
@@ -173,18 +175,36 @@ class Inverter:
     ``options`` override its options. Network methods use ``model`` (a loaded one), else
     ``weights`` (a file), else the shipped weights of their variant; ``stft`` and ``solver``
     default to the model's (without a model: :class:`StftConfig` and :class:`SolverConfig`).
+
+    ``mel`` (a preset name of :data:`~ppsi_cli.config.MEL_PRESETS`, ``NAME+KEY=VALUE``, a
+    :class:`MelConfig` or a mapping): the input is a mel spectrogram (..., n_mels, T) of that
+    front end; it is turned into linear magnitudes by NNLS (:mod:`ppsi_cli.dsp.mel`), chunk by
+    chunk, and the shipped mel network serves the ppsi methods. A preset's STFT is the default.
     """
 
     def __init__(self, method: str | Method = "ppsi", *, weights: str | None = None,
                  model: LoadedModel | None = None, stft: StftConfig | None = None,
                  solver: SolverConfig | None = None, device: str | torch.device = "cpu",
-                 **options):
+                 mel: "str | MelConfig | dict | None" = None, **options):
         self.method = parse_method(method, **options)
         self.device = resolve_device(device)
+        if self.method.name in PEERS:
+            from .peers import require
+
+            require(self.method.name)
+        self.mel: MelConfig | None = None
+        if mel is not None:
+            self.mel, mel_stft = mel_config(mel)
+            if stft is None and mel_stft:
+                stft = stft_config(mel_stft)
+            if self.method.name == "oracle":
+                raise ValueError("method oracle needs the complex STFT; a mel spectrogram has "
+                                 "no phase")
+        given = "mel" if self.mel is not None else "linear"
         chosen = model is not None or weights is not None  # the user picked the network
         if model is None and (weights is not None or self.method.uses_network):
             # without a choice: the shipped network of this variant for the STFT's family
-            model = (load_model(weights, self.method.variant, self.device, stft)
+            model = (load_model(weights, self.method.variant, self.device, stft, given)
                      if self.method.uses_network else load_weights(weights, self.device))
         if model is not None:
             model.net.to(self.device)
@@ -195,6 +215,9 @@ class Inverter:
             raise ValueError(f"method {self.method.name} but the weights hold a {kind} model")
         self.stft = stft or (model.stft if model else StftConfig())
         self.notices: list[str] = []  # what a user should know of this inverter's results
+        if self.method.uses_network and model_input(model) != given:
+            self.notices.append(f"the network was trained on {model_input(model)} input, this "
+                                f"input is {given}: expect lower quality")
         if self.method.uses_network:
             assert chosen or family(self.stft) == model_family(model), "registry mismatch"
             span = measured_window_ms(model)
@@ -213,7 +236,10 @@ class Inverter:
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
         if not (x.is_complex() or x.is_floating_point()):
             x = x.to(torch.float32)
-        check_spectrogram(x, self.stft, complex_ok=True)
+        if self.mel is not None:
+            check_mel(x, self.mel, self.stft)
+        else:
+            check_spectrogram(x, self.stft, complex_ok=True)
         need = -(-self.stft.win_length // self.stft.hop_length)
         if whole and x.shape[-1] < need:
             raise ValueError(f"{x.shape[-1]} frame(s); at least {need} are needed to make audio "
@@ -234,10 +260,21 @@ class Inverter:
         ``(T + 1) * hop_length - win_length``."""
         return self._invert(self._checked(x), length)
 
+    def _linear(self, x: torch.Tensor) -> torch.Tensor:
+        """Linear magnitudes of checked input ``x``: itself, or the NNLS magnitudes of a mel."""
+        return x if self.mel is None else mel_to_magnitude(x, self.mel, self.stft, check=False)
+
     def _invert(self, x: torch.Tensor, length: int | None) -> torch.Tensor:
         if self.method.online:
             return self._streamed(x, length)
-        return istft(self._offline(x), self.stft, length)
+        if self.method.name in PEERS:  # the other library takes the input as it is (a mel too)
+            from .peers import librosa_invert
+
+            opts = self.method.opts
+            x = x.abs() if x.is_complex() else x
+            return librosa_invert(x, self.stft, self.mel, length, opts["iters"],
+                                  opts["momentum"], opts["seed"]).to(self.device)
+        return istft(self._offline(self._linear(x)), self.stft, length)
 
     def _streamed(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
         stream = Stream(self)
@@ -287,7 +324,7 @@ class Inverter:
         lengths = lengths or [None] * len(items)
         items = [self._checked(x) for x in items]
         batched = (self.method.name in ("ppsi", "ppsi-strided", "oracle")
-                   and not self.stft.center and len(items) > 1
+                   and not self.stft.center and self.mel is None and len(items) > 1
                    and all(n is None or n <= default_length(x.shape[-1], self.stft)
                            for x, n in zip(items, lengths)))
         if not batched:

@@ -25,16 +25,20 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
                  {"lookahead": None, "iters": 5, "momentum": 0.7}),
     "pghi": ("phase gradient heap integration (offline)", {"tol": 1e-6}),
     "rtpghi": ("real-time PGHI (online)", {"tol": 1e-6}),
+    "librosa": ("librosa's griffinlim, or mel_to_audio on mel input (offline; a peer, needs "
+                "librosa)", {"iters": 32, "momentum": 0.99, "seed": 0}),
 }
 #: option -> type, for parsing strings and checking values
 _TYPES = {"refine": int, "iters": int, "seed": int, "lookahead": int, "momentum": float,
           "tol": float}
 #: options always spelled out in labels (a Griffin-Lim figure means nothing without them)
-_SHOWN = {"griffin-lim": ("iters",)}
+_SHOWN = {"griffin-lim": ("iters",), "librosa": ("iters",)}
 #: methods that run frame by frame (``Inverter.stream``) unless refined
 ONLINE = ("ppsi", "ppsi-strided", "oracle", "rtisi", "rtisi-la", "rtpghi")
 #: methods that use a trained network
 NETWORK = ("ppsi", "ppsi-strided")
+#: other libraries' inversions (:mod:`ppsi_cli.peers`)
+PEERS = ("librosa",)
 
 _ALIASES = [
     (re.compile(r"^(?:gl|griffin-lim-)(\d+)$"), lambda m: ("griffin-lim", {"iters": m[1]})),

@@ -5,6 +5,11 @@
   names (``sample_rate``, ``n_fft``, ``win_length``, ``hop_length``, ``window``, ``center``,
   ``pad_mode``; see :class:`~ppsi_cli.config.StftConfig`) and ``scale`` in ``linear`` (|X|),
   ``power`` (|X|^2), ``log`` (natural log of |X|) or ``db`` (20 log10 |X|).
+  A mel spectrogram says ``scale`` ``mel`` or ``log-mel`` (values ``(bands, frames)`` as the
+  front end gives them), with its settings as keys (:data:`~ppsi_cli.config.MEL_KEYS`:
+  ``n_mels``, ``f_min``, ``f_max``, ``mel_scale``, ``mel_norm``, ``power``, ``log``,
+  ``clamp``) and/or ``mel`` = a preset name (:data:`~ppsi_cli.config.MEL_PRESETS`); ``log-mel``
+  without ``log`` means the natural log.
 - ``.pt``: a real tensor ``(bins, frames)`` saved with ``torch.save`` (loaded ``weights_only``).
 A leading dimension of size 1 is dropped. What a file says of its STFT and scale wins over the
 defaults; a command-line option that contradicts it is refused, naming both.
@@ -21,11 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import STFT_KEYS, StftConfig, _setting, stft_config
+from .config import MEL_KEYS, STFT_KEYS, MelConfig, StftConfig, _setting, mel_config, stft_config
 from .io import atomic_path
 
 SPEC_EXTS = (".npy", ".npz", ".pt")
-SCALES = ("linear", "power", "log", "db")
+SCALES = ("linear", "power", "log", "db", "mel", "log-mel")
+#: scales of mel spectrograms: their values stay as stored, the inverter undoes the log
+MEL_SCALES = ("mel", "log-mel")
+#: metadata keys a .npz may hold besides its array
+META_KEYS = (*STFT_KEYS, *MEL_KEYS, "scale", "mel")
 #: The most values a spectrogram file may hold, checked from its header before anything is
 #: allocated: 2^28 = 268 M (1 GiB of float32; 9.3 hours of 513-bin frames at hop 256, 16 kHz).
 MAX_VALUES = 1 << 28
@@ -42,7 +51,7 @@ class Spectrogram:
 
 
 def _to_linear(x: np.ndarray, scale: str) -> np.ndarray:
-    if scale == "linear":
+    if scale in ("linear", *MEL_SCALES):
         return x
     if scale == "power":
         if (x < 0).any():
@@ -63,7 +72,7 @@ def peek(path: str | Path) -> tuple[tuple[int, ...], dict] | None:
                 return _npy_shape(f), {}
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                meta = {k: _scalar(z[k], k) for k in (*STFT_KEYS, "scale") if k in z.files}
+                meta = {k: _scalar(z[k], k) for k in META_KEYS if k in z.files}
                 with z.zip.open("magnitude.npy") as member:
                     return _npy_shape(member), meta
     except Exception:
@@ -129,7 +138,7 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
                 with z.zip.open("magnitude.npy") as member:  # compressed: inflate nothing yet
                     _check_npy_size(member)
                 arr = z["magnitude"]
-                for key in (*STFT_KEYS, "scale"):
+                for key in META_KEYS:
                     if key in z.files:
                         meta[key] = _scalar(z[key], key)
         elif ext == ".pt":
@@ -187,7 +196,7 @@ def linear_values(arr: np.ndarray, scale: str) -> np.ndarray:
     or SpecError: NaN / Inf, overflow of the conversion, values beyond float32. Linear float32
     values pass as they are: the inverter checks them (:func:`~ppsi_cli.dsp.stft.
     check_spectrogram`), so a long file is neither copied nor scanned twice."""
-    if scale == "linear" and arr.dtype == np.float32:
+    if scale in ("linear", *MEL_SCALES) and arr.dtype == np.float32:
         return arr
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise SpecError(f"contains {'NaN' if np.isnan(arr).any() else 'Inf'} values")
@@ -249,6 +258,35 @@ class NpyFrames:
         return linear_values(np.ascontiguousarray(arr), self.scale)
 
 
+def file_mel(spec: Spectrogram, option: str | None) -> tuple[MelConfig | None, dict]:
+    """``(mel settings, the preset's STFT settings)`` of a spectrogram file, or ``(None, {})``
+    for a linear one: what its metadata say (``scale`` mel / log-mel, the mel keys, a ``mel``
+    preset), else ``option`` (``--mel``). A file that states a linear scale, or another preset,
+    than ``option`` is refused, naming both."""
+    meta = spec.meta
+    scale = None if meta.get("scale") is None else str(meta["scale"])
+    keys = {k: meta[k] for k in MEL_KEYS if k in meta}
+    stated = scale in MEL_SCALES or "mel" in meta or bool(keys)
+    try:
+        if not stated:
+            if option and scale is not None:
+                raise SpecError(f"the file says scale={scale!r} but --mel {option}")
+            return mel_config(option) if option else (None, {})
+        preset = str(meta["mel"]) if "mel" in meta else None
+        if preset and option and preset != option.split("+")[0].strip().lower():
+            raise SpecError(f"the file says mel={preset!r} but --mel {option}")
+        if scale == "log-mel" and "log" not in keys and not (preset or option):
+            keys["log"] = "ln"
+        mel, stft = mel_config(preset or option, keys)
+    except SpecError:
+        raise
+    except ValueError as exc:
+        raise SpecError(f"mel metadata: {exc}") from None
+    if scale == "mel" and mel.log != "none" or scale == "log-mel" and mel.log == "none":
+        raise SpecError(f"the file says scale={scale!r} but log={mel.log!r}")
+    return mel, stft
+
+
 def file_stft(spec: Spectrogram, options: dict, base: StftConfig) -> StftConfig:
     """The STFT of a spectrogram file: what its metadata say, else the ``options`` (None: not
     given), else ``base``. An option that contradicts the metadata is refused, naming both."""
@@ -267,8 +305,9 @@ def file_stft(spec: Spectrogram, options: dict, base: StftConfig) -> StftConfig:
 
 
 def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
-                      fmt: str | None = None) -> Path:
-    """Write linear magnitudes ``(bins, frames)`` atomically as npz (with metadata), npy or pt."""
+                      fmt: str | None = None, mel: MelConfig | None = None) -> Path:
+    """Write linear magnitudes ``(bins, frames)`` (or, with ``mel``, the values of that mel
+    front end) atomically as npz (with metadata), npy or pt."""
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".")
     if fmt not in ("npz", "npy", "pt"):
@@ -276,7 +315,11 @@ def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
     mag = np.ascontiguousarray(magnitude, dtype=np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         if fmt == "npz":
-            np.savez(f, magnitude=mag, scale="linear", **{k: getattr(cfg, k) for k in STFT_KEYS})
+            meta = {k: getattr(cfg, k) for k in STFT_KEYS}
+            meta["scale"] = "linear"
+            if mel is not None:
+                meta.update(mel.to_dict(), scale="mel" if mel.log == "none" else "log-mel")
+            np.savez(f, magnitude=mag, **{k: v for k, v in meta.items() if v is not None})
         elif fmt == "npy":
             np.save(f, mag, allow_pickle=False)
         else:

@@ -32,6 +32,7 @@ class Shipped:
     hop_over_win: Fraction
     file: str
     sha256: str
+    input: str = "linear"  # linear magnitudes, or "mel": NNLS magnitudes of a mel spectrogram
 
     @property
     def family(self) -> tuple[str, Fraction]:
@@ -165,28 +166,38 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def shipped_for(variant: str = "online", stft: StftConfig | None = None) -> Shipped:
-    """The shipped entry of ``variant`` that serves ``stft``'s family (None: the default one);
-    ValueError naming the families there are when none does."""
+def shipped_for(variant: str = "online", stft: StftConfig | None = None,
+                input: str = "linear") -> Shipped:
+    """The shipped entry of ``variant`` for ``input`` (linear | mel) that serves ``stft``'s
+    family (None: the default one); ValueError naming the families there are when none does."""
     entries = [e for e in SHIPPED if e.variant == variant]
     if not entries:
         raise ValueError(f"no shipped weights variant {variant!r}; choose one of "
                          f"{', '.join(dict.fromkeys(e.variant for e in SHIPPED))}")
+    entries = [e for e in entries if e.input == input]
+    what = "mel " if input == "mel" else ""
+    if not entries:
+        have = ", ".join(f"ppsi{'' if e.variant == 'online' else '-' + e.variant}"
+                         for e in SHIPPED if e.input == input)
+        raise ValueError(f"no shipped ppsi {variant} network for {what}input (there is: "
+                         f"{have or 'none'}); use that, --method griffin-lim or pghi, or pass "
+                         "--weights FILE")
     if stft is None:
         return entries[0]
     for entry in entries:
         if entry.family == family(stft):
             return entry
     have = ", ".join(e.family_name for e in entries)
-    raise ValueError(f"no shipped ppsi {variant} network for {family_name(stft)} (shipped: "
-                     f"{have}); use --method griffin-lim, pghi or rtisi-la for this STFT, or "
-                     "pass --weights FILE")
+    raise ValueError(f"no shipped ppsi {variant} {what}network for {family_name(stft)} "
+                     f"(shipped: {have}); use --method griffin-lim, pghi or rtisi-la for this "
+                     "STFT, or pass --weights FILE")
 
 
-def shipped_weights(variant: str = "online", stft: StftConfig | None = None) -> Path:
-    """Path of the shipped weights of ``variant`` for ``stft`` (see :func:`shipped_for`),
-    checked by SHA-256."""
-    entry = shipped_for(variant, stft)
+def shipped_weights(variant: str = "online", stft: StftConfig | None = None,
+                    input: str = "linear") -> Path:
+    """Path of the shipped weights of ``variant`` for ``stft`` and ``input`` (see
+    :func:`shipped_for`), checked by SHA-256."""
+    entry = shipped_for(variant, stft, input)
     path = weights_dir() / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"shipped weights {entry.file} missing from {weights_dir()}; "
@@ -199,8 +210,15 @@ def shipped_weights(variant: str = "online", stft: StftConfig | None = None) -> 
 
 
 def load_model(weights: str | Path | None = None, variant: str = "online",
-               device: str | torch.device = "cpu", stft: StftConfig | None = None) -> LoadedModel:
-    """Load ``weights`` (a file) or the shipped, hash-checked weights of ``variant`` that serve
-    ``stft``'s family (None: the default ones)."""
-    return load_weights(weights if weights is not None else shipped_weights(variant, stft),
-                        device)
+               device: str | torch.device = "cpu", stft: StftConfig | None = None,
+               input: str = "linear") -> LoadedModel:
+    """Load ``weights`` (a file) or the shipped, hash-checked weights of ``variant`` for
+    ``input`` (linear | mel) that serve ``stft``'s family (None: the default ones)."""
+    return load_weights(weights if weights is not None else
+                        shipped_weights(variant, stft, input), device)
+
+
+def model_input(model: LoadedModel) -> str:
+    """``mel`` for a network trained on the NNLS magnitudes of mel spectrograms
+    (``meta["mel"]``, written by ``ppsi train --mel``), else ``linear``."""
+    return "mel" if isinstance(model.meta.get("mel"), dict) else "linear"

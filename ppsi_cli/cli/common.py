@@ -37,6 +37,16 @@ _STFT_OPTIONS = {
 }
 
 
+#: ``--mel PRESET``: one definition for invert, spec and eval
+MEL_HELP = ("Mel front end: hifigan | vocos | librosa | torchaudio, each setting overridable as "
+            "+KEY=VALUE (n_mels, f_min, f_max, mel_scale, mel_norm, power, log, clamp), e.g. "
+            "hifigan+f_max=11025. Its STFT is the default.")
+
+
+def mel_option(help_text: str = MEL_HELP):
+    return typer.Option(None, "--mel", help=help_text)
+
+
 def with_stft_options(command):
     """Give ``command`` the STFT options; it receives them as one dict, its ``stft`` argument
     (the settings given, None for the others)."""

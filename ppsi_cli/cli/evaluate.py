@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import app
-from .common import err, fail, out, with_stft_options
+from .common import err, fail, mel_option, out, with_stft_options
 
 
 @app.command("eval")
@@ -21,7 +21,8 @@ def eval_cmd(
     methods: str = typer.Option("ppsi,ppsi-strided,oracle,rtisi-la,gl32,gl100,pghi",
                                 help="Comma-separated methods, options as +KEY=VALUE: ppsi, "
                                      "ppsi-strided (+refine=N), oracle, griffin-lim (+iters=N, "
-                                     "alias glN), rtisi, rtisi-la, pghi, rtpghi."),
+                                     "alias glN), rtisi, rtisi-la, pghi, rtpghi, librosa (a "
+                                     "peer: librosa's griffinlim / mel_to_audio)."),
     weights_online: Optional[Path] = typer.Option(None, help="Online weights (default shipped)."),
     weights_strided: Optional[Path] = typer.Option(None, help="Strided weights (default shipped)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evenly spaced subset of N files."),
@@ -31,6 +32,10 @@ def eval_cmd(
                                          "ppsi:gl32,ppsi-strided:ppsi (mean ± standard error, "
                                          "95 % CI, paired t-test p, share of files A is higher)."),
     stft: dict = None,  # the STFT options, given by with_stft_options
+    mel: Optional[str] = mel_option("Invert each file's mel spectrogram of this front end "
+                                    "(hifigan | vocos | librosa | torchaudio, +KEY=VALUE "
+                                    "overrides) instead of its magnitudes; its STFT is the "
+                                    "default. Scores stay WB-PESQ at 16 kHz."),
 ) -> None:
     """Mean ± std of WB-PESQ, ESTOI, LSC and seconds per audio second (one thread) per method."""
     from ..evaluate import EvalOptions, eval_files, evaluate
@@ -38,7 +43,7 @@ def eval_cmd(
     try:
         options = EvalOptions(methods, str(weights_online) if weights_online else None,
                               str(weights_strided) if weights_strided else None, limit, jobs,
-                              compare, stft)
+                              compare, stft, mel)
         n = len(eval_files(data, limit))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
@@ -55,7 +60,8 @@ def eval_cmd(
     table = Table(title=f"{result['files']} files, {result['audio_seconds'] / 60:.1f} min of "
                         f"audio from {data}; STFT {st.sample_rate} Hz, {st.window} "
                         f"{st.win_length}/{st.n_fft}/{st.hop_length}"
-                        + (", centred" if st.center else ""))
+                        + (", centred" if st.center else "")
+                        + (f"; mel input ({mel})" if mel else ""))
     for col in ("method", "WB-PESQ", "ESTOI", "LSC (dB)", "s / audio s (1 thread)"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m, s in result["summary"].items():

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import app
-from .common import err, fail, out, with_stft_options
+from .common import err, fail, mel_option, out, with_stft_options
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -53,6 +53,11 @@ def invert(
     stft: dict = None,  # the STFT options, given by with_stft_options
     scale: Optional[str] = typer.Option(None, "--scale", help="linear | power | log | db: the "
                                         "scale of .npy/.pt files (default linear)."),
+    mel: Optional[str] = mel_option("The input is a mel spectrogram of this front end (.npz "
+                                    "files may say it themselves): hifigan | vocos | librosa "
+                                    "| torchaudio, settings overridable as +KEY=VALUE (n_mels, "
+                                    "f_min, f_max, mel_scale, mel_norm, power, log, clamp). "
+                                    "Audio input: its mel is inverted."),
 ) -> None:
     """Invert magnitude spectrograms (.npy/.npz/.pt) or audio (wav/flac/ogg) into WAV files.
 
@@ -75,7 +80,7 @@ def invert(
                                 device=dev, iters=iters, momentum=momentum, refine=refine,
                                 subtype=subtype, force=force, skip_existing=skip_existing,
                                 batch_size=batch_size or (16 if dev.startswith("cuda") else 1),
-                                shard=(i, n), scale=scale,
+                                shard=(i, n), scale=scale, mel=mel,
                                 stft=stft)
         total = len(find_inputs(inputs))
     except (ValueError, FileNotFoundError) as exc:
@@ -144,15 +149,19 @@ def spec(
     fmt: str = typer.Option("npz", "--format", help="npz (with STFT metadata) | npy | pt"),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     stft: dict = None,  # the STFT options, given by with_stft_options
+    mel: Optional[str] = mel_option("Write mel spectrograms of this front end instead: "
+                                    "hifigan | vocos | librosa | torchaudio (+KEY=VALUE "
+                                    "overrides)."),
 ) -> None:
     """Write magnitude spectrograms of audio (16 kHz, Hann 1024, hop 256 unless the STFT
-    options say otherwise); .npz files carry every STFT setting as metadata."""
+    options say otherwise), or with --mel its mel spectrograms; .npz files carry every setting
+    as metadata."""
     from ..batch import make_spectrograms
 
     if fmt not in ("npz", "npy", "pt"):
         raise fail(f"--format must be npz, npy or pt, got {fmt!r}")
     try:
-        results = make_spectrograms(inputs, out_dir, fmt, force, stft)
+        results = make_spectrograms(inputs, out_dir, fmt, force, stft, mel)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
     failed = [r for r in results if r.status == "failed"]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..config import ModelConfig, SolverConfig, TrainConfig, stft_config
+from ..config import ModelConfig, SolverConfig, TrainConfig, mel_config, stft_config
 from . import app
 from .common import err, fail, with_stft_options
 
@@ -87,6 +87,10 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Checkpoint to continue from."),
     init_from: Optional[Path] = typer.Option(None, help="Start from these weights (an online "
                                              "model initialises a strided one)."),
+    mel: Optional[str] = typer.Option(None, help="Train a mel network: its input is the NNLS "
+                                      "magnitude of this mel front end (a preset: hifigan, "
+                                      "vocos, librosa, torchaudio; +KEY=VALUE overrides); the "
+                                      "preset's STFT is the default."),
     stft: dict = None,  # the STFT options, given by with_stft_options
 ) -> None:
     """Train the phase-difference CNN; writes OUT/weights.pt, checkpoints, config.json, train.log.
@@ -103,6 +107,7 @@ def train(
         raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
     try:
         factors = parse_factors(speed_perturb)
+        mel_cfg, mel_stft = mel_config(mel) if mel else (None, {})
         cfg = TrainConfig(
             data=str(data), out=str(out), val_data=str(val_data) if val_data else None,
             segment_seconds=segment_seconds, batch_size=batch_size, lr=lr,
@@ -116,8 +121,8 @@ def train(
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
                               blocks=blocks, strided=strided,
                               dilation_growth=dilation_growth),
-            stft=stft_config(stft),
-            solver=SolverConfig(p=p, g=g))
+            stft=stft_config(stft, stft_config(mel_stft)),
+            solver=SolverConfig(p=p, g=g), mel=mel_cfg)
         launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)
     except (TrainError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -28,6 +28,10 @@ def window(cfg: StftConfig, dtype=torch.float32, device=None) -> torch.Tensor:
     return w.to(dtype=dtype, device=device)
 
 
+#: band counts of common mel front ends: a spectrogram with one of them is likely a mel
+MEL_BANDS = (40, 64, 80, 96, 100, 128, 160)
+
+
 def check_spectrogram(x: torch.Tensor, cfg: StftConfig, complex_ok: bool = False) -> None:
     """The one validator of spectrograms given to ppsi: shape (..., n_bins, T >= 1), finite,
     real and non-negative (or complex where ``complex_ok``). Raises ValueError naming the
@@ -42,6 +46,8 @@ def check_spectrogram(x: torch.Tensor, cfg: StftConfig, complex_ok: bool = False
     bins = x.shape[-2]
     if bins != cfg.n_bins:
         hint = f" (n_fft={2 * (bins - 1)}?)" if bins > 1 else ""
+        if bins in MEL_BANDS:
+            hint = " (a mel spectrogram? say so: --mel PRESET, or mel=... in the API)"
         raise ValueError(f"{name} has {bins} bins{hint}; expected {cfg.n_bins} "
                          f"(n_fft={cfg.n_fft})")
     if x.shape[-1] == 0:
@@ -59,14 +65,14 @@ def n_frames(length: int, cfg: StftConfig) -> int:
     if length < 1:
         raise ValueError(f"signal has {length} samples; need at least 1")
     if cfg.center:
-        return 1 + (length + 2 * (cfg.n_fft // 2) - cfg.n_fft) // cfg.hop_length
+        return 1 + max(0, length + 2 * cfg.pad - cfg.n_fft) // cfg.hop_length
     return (cfg.win_length - cfg.hop_length + length - 1) // cfg.hop_length + 1
 
 
 def default_length(frames: int, cfg: StftConfig) -> int:
     """Samples ``istft`` returns for ``frames`` frames when no length is given."""
-    if cfg.center:  # as torch.istft: the frames' span less n_fft // 2 at each end
-        return max(0, cfg.hop_length * (frames - 1) + cfg.n_fft - 2 * (cfg.n_fft // 2))
+    if cfg.center:  # as torch.istft: the frames' span less the padding at each end
+        return max(0, cfg.hop_length * (frames - 1) + cfg.n_fft - 2 * cfg.pad)
     return max(0, (frames + 1) * cfg.hop_length - cfg.win_length)
 
 

@@ -23,7 +23,7 @@ from ..io import atomic_path
 from ..weights import save_weights
 from . import distributed as dist
 from .data import Corpus, SegmentSampler, find_audio, load_corpus, split_files
-from .objective import model_least_squares_loss, model_loss, phase_targets
+from .objective import model_least_squares_loss, model_loss, network_magnitude, phase_targets
 
 Event = dict[str, Any]
 CHECKPOINT = "checkpoint.pt"
@@ -112,15 +112,18 @@ class Trainer:
 
     def loss_on(self, audio: np.ndarray, model: torch.nn.Module) -> torch.Tensor:
         x = torch.from_numpy(audio).to(self.device)
-        logmag, b, f, w_b, w_f = phase_targets(x, self.cfg.stft, self.cfg.loss_weight)
+        logmag, b, f, w_b, w_f = phase_targets(x, self.cfg.stft, self.cfg.loss_weight,
+                                               self.cfg.mel)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = model(logmag)
         loss = model_loss(out.float(), b, f, w_b, w_f, self.cfg.model.strided,
                           self.cfg.fpd_weight)
         share = self.cfg.ls_loss
         if share > 0:
-            ls = model_least_squares_loss(out.float(), stft(x, self.cfg.stft), self.cfg.stft,
-                                          self.cfg.solver, self.cfg.model.strided)
+            spec = stft(x, self.cfg.stft)
+            ls = model_least_squares_loss(out.float(), spec, self.cfg.stft, self.cfg.solver,
+                                          self.cfg.model.strided,
+                                          network_magnitude(spec, self.cfg.stft, self.cfg.mel))
             loss = (1 - share) * loss + share * ls
         return loss
 
@@ -156,7 +159,7 @@ class Trainer:
         pesqs, estois = [], []
         for audio in self.val.audio[: self.cfg.eval_files]:
             x = torch.from_numpy(audio[: 8 * sr]).double()
-            y = inv(stft(x, scfg).abs(), len(x)).numpy()
+            y = inv(network_magnitude(stft(x, scfg), scfg, self.cfg.mel), len(x)).numpy()
             try:
                 pesqs.append(pesq_wb(x.numpy(), y, sr))
                 estois.append(estoi(x.numpy(), y, sr))
@@ -305,6 +308,8 @@ def run(cfg: TrainConfig, resume: str | None = None,
                                                                    cfg.stft.sample_rate, 2),
                     "wall_seconds": round(time.time() - start, 1), "world": info.world,
                     "device": device.type, "data": str(cfg.data)}
+            if cfg.mel is not None:  # a mel network: its input is the NNLS magnitude of this mel
+                meta["mel"] = cfg.mel.to_dict()
             save_weights(out / "weights.pt", trainer.net, cfg.stft, cfg.solver, meta)
             log({"event": "done", **result, "weights": str(out / "weights.pt")})
         dist.barrier()

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from ..config import LOSS_WEIGHTS, SolverConfig, StftConfig
+from ..config import LOSS_WEIGHTS, MelConfig, SolverConfig, StftConfig
 from ..dsp.features import log_magnitude
+from ..dsp.mel import mel_spectrogram, mel_to_magnitude
 from ..dsp.phase import bpd, bpd_to_tpd, fpd
 from ..dsp.stft import stft
 from ..integrate import frame_systems, polar
@@ -24,9 +25,22 @@ from ..solvers.thomas import solve_thomas
 SILENCE = 1e-10
 
 
-def phase_targets(audio: torch.Tensor, cfg: StftConfig, weighting: str = "none"):
+def network_magnitude(spec: torch.Tensor, cfg: StftConfig,
+                      mel: MelConfig | None = None) -> torch.Tensor:
+    """The magnitudes the network and the least squares see at inference: ``|spec|``, or for a
+    mel network the NNLS magnitudes of the mel of ``|spec|`` (:mod:`ppsi_cli.dsp.mel`)."""
+    mag = spec.abs()
+    if mel is None:
+        return mag
+    return mel_to_magnitude(mel_spectrogram(mag, mel, cfg), mel, cfg)
+
+
+def phase_targets(audio: torch.Tensor, cfg: StftConfig, weighting: str = "none",
+                  mel: MelConfig | None = None):
     """From audio (B, L): ``(logmag (B, K, T), bpd (B, K, T), fpd (B, K-1, T), w_bpd, w_fpd)``
-    with loss weights of the same shapes as the targets (0 where a target is undefined)."""
+    with loss weights of the same shapes as the targets (0 where a target is undefined). The
+    input ``logmag`` is of :func:`network_magnitude` (for a mel network, of the NNLS
+    magnitudes); targets and weights are of the true STFT."""
     if weighting not in LOSS_WEIGHTS:
         raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTS}, got {weighting!r}")
     spec = stft(audio, cfg)
@@ -44,7 +58,8 @@ def phase_targets(audio: torch.Tensor, cfg: StftConfig, weighting: str = "none")
     else:
         w_b = (ok & prev_ok).to(mag.dtype).expand_as(mag)
         w_f = ok.to(mag.dtype).expand(-1, mag.shape[-2] - 1, -1)
-    return log_magnitude(mag), bpd(spec, cfg), fpd(spec), w_b, w_f
+    return (log_magnitude(network_magnitude(spec, cfg, mel)), bpd(spec, cfg), fpd(spec), w_b,
+            w_f)
 
 
 def von_mises_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -79,7 +94,8 @@ def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.T
 
 
 def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.Tensor,
-                       stft_cfg: StftConfig, solver: SolverConfig) -> torch.Tensor:
+                       stft_cfg: StftConfig, solver: SolverConfig,
+                       mag: torch.Tensor | None = None) -> torch.Tensor:
     """Teacher-forced least-squares phase loss: what the predictions are for.
 
     For every frame t >= 1, the least-squares system of
@@ -88,9 +104,10 @@ def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.T
     as the anchor, and solved for all frames at once by the differentiable Thomas algorithm. The
     loss is ``-sum w cos(angle z - phi_t) / sum w`` with w the frame-relative magnitude: -1 when
     the least squares returns the true phase. Frame 0 and frames next to digital silence do not
-    count.
+    count. ``mag`` (default ``|spec|``) weighs the system, as at inference (NNLS magnitudes for
+    a mel network).
     """
-    mag = spec.abs()
+    mag = spec.abs() if mag is None else mag
     diag, lower, weight, silent, _ = frame_systems(mag, f_pred, solver)  # (B, T, K)
     true_unit = (spec / mag.clamp_min(SILENCE)).transpose(-1, -2)  # (B, T, K)
     prev_unit = torch.nn.functional.pad(true_unit[..., :-1, :], (0, 0, 1, 0))
@@ -106,8 +123,10 @@ def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.T
 
 
 def model_least_squares_loss(out: torch.Tensor, spec: torch.Tensor, stft_cfg: StftConfig,
-                             solver: SolverConfig, strided: bool) -> torch.Tensor:
+                             solver: SolverConfig, strided: bool,
+                             mag: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`least_squares_loss` of network output ``out`` (B, 2 or 4, K, T) (strided: both
     halves)."""
+    mag = spec.abs() if mag is None else mag
     return _over_halves(out, strided, lambda bo, fo, t: least_squares_loss(
-        bo, fo, spec[..., t], stft_cfg, solver))
+        bo, fo, spec[..., t], stft_cfg, solver, mag[..., t]))

@@ -1,0 +1,69 @@
+"""Other libraries' inversions, run on ppsi's inputs so that they can be compared in one run
+(``ppsi eval --methods librosa``, ``ppsi bench invert``): the method a user would reach for
+instead of ppsi. Optional: the method refuses, in one line, where its library is not installed.
+
+- ``librosa``: ``librosa.griffinlim`` on linear magnitudes, ``librosa.feature.inverse.
+  mel_to_audio`` on a mel spectrogram (run as its two steps, ``mel_to_stft`` (librosa's NNLS)
+  then ``griffinlim``, so that the random initial phase can be seeded), with the STFT and mel
+  settings of the input. ppsi's framings map onto librosa's: centred frames with the
+  default padding are ``center=True`` with the same ``pad_mode``; any other framing (ppsi's
+  start-referenced frames, HiFi-GAN's padding) is ``center=False`` with the first ``pad``
+  samples dropped, so the output is aligned with the original signal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import torch
+
+from .config import MelConfig, StftConfig
+from .dsp.mel import mel_values
+from .dsp.stft import default_length
+
+#: method name -> the module it needs
+LIBRARIES = {"librosa": "librosa"}
+
+
+def available(name: str) -> bool:
+    return importlib.util.find_spec(LIBRARIES[name]) is not None
+
+
+def require(name: str) -> None:
+    """ValueError in one line when the library of peer ``name`` is missing."""
+    if not available(name):
+        raise ValueError(f"method {name} needs the {LIBRARIES[name]} package (pip install "
+                         f"{LIBRARIES[name]}, or pip install 'ppsi[peers]')")
+
+
+def _librosa_window(cfg: StftConfig):
+    return {"hann": "hann", "hamming": "hamming", "blackman": "blackman",
+            "sqrt-hann": np.sqrt(np.hanning(cfg.win_length + 1)[:-1])}[cfg.window]
+
+
+def librosa_invert(x: torch.Tensor, cfg: StftConfig, mel: MelConfig | None, length: int | None,
+                   iters: int, momentum: float, seed: int) -> torch.Tensor:
+    """librosa's inversion of ``x`` (..., K or n_mels, T): waveform (..., length)."""
+    import librosa
+
+    n = default_length(x.shape[-1], cfg) if length is None else length
+    native = cfg.center and cfg.pad == cfg.n_fft // 2
+    drop = 0 if native else cfg.pad
+    common = dict(n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                  window=_librosa_window(cfg), center=native, n_iter=iters)
+    if native:  # (uncentred frames keep librosa's own length, n_fft + hop (T - 1), cut below)
+        common.update(pad_mode=cfg.pad_mode, length=n)
+    flat = x.detach().cpu().reshape(-1, *x.shape[-2:]).numpy()
+    out = []
+    for item in flat:
+        if mel is not None:
+            item = librosa.feature.inverse.mel_to_stft(
+                mel_values(torch.from_numpy(item), mel).numpy(), sr=cfg.sample_rate,
+                n_fft=cfg.n_fft, power=mel.power, fmin=mel.f_min,
+                fmax=mel.upper(cfg.sample_rate), htk=mel.mel_scale == "htk",
+                norm="slaney" if mel.mel_norm == "slaney" else None)
+        y = librosa.griffinlim(item, momentum=momentum, random_state=seed, **common)
+        y = np.asarray(y[drop:drop + n], dtype=np.float32)
+        out.append(torch.nn.functional.pad(torch.from_numpy(y), (0, n - len(y))))
+    return torch.stack(out).reshape(*x.shape[:-2], n)
