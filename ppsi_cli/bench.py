@@ -183,7 +183,44 @@ def bench_solvers(device: torch.device | str = "cpu", k: int = 513,
                 rows.append(row)
                 if on_result is not None:
                     on_result(row)
+        if peers:
+            _vs_peer(rows, names)
         return rows
+
+
+def _peer_methods(names) -> list:
+    """The installed peers of the Griffin-Lim methods among ``names`` (same iterations and
+    momentum), not already listed."""
+    from .methods import PEERS, parse_method
+    from .peers import available
+
+    extra = []
+    for peer, mine in PEERS.items():
+        if not available(peer):
+            continue
+        for m in names:
+            if m.name == mine:
+                twin = parse_method(peer, iters=m.opts["iters"], momentum=m.opts["momentum"])
+                if twin not in names and twin not in extra:
+                    extra.append(twin)
+    return extra
+
+
+def _vs_peer(rows: list[dict], names) -> None:
+    """``vs_peer`` of each row of a method a peer also does: its time / the peer's (same
+    iterations, same batch)."""
+    from .methods import PEERS
+
+    by_label = {m.label: m for m in names}
+    for row in rows:
+        mine = by_label[row["method"]]
+        for other in rows:
+            peer = by_label[other["method"]]
+            if (PEERS.get(peer.name) == mine.name and other["batch"] == row["batch"]
+                    and peer.opts["iters"] == mine.opts["iters"]):
+                ratio = row["seconds_per_audio_second"] / other["seconds_per_audio_second"]
+                row["vs_peer"] = min(ratio, row.get("vs_peer", ratio))
+                row["peer"] = other["method"]
 
 
 # --- whole inversion: ``ppsi bench invert`` -------------------------------------------------
@@ -289,9 +326,13 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                  methods: str | Iterable[str] | None = None, weights: str | Path | None = None,
                  threads: int | None = 1, batches: Iterable[int] | None = None,
                  repeats: int = 5, audio: Iterable[Path] | None = None,
-                 stft: StftConfig | None = None,
+                 stft: StftConfig | None = None, peers: bool = False,
                  on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Time whole inversions (magnitudes -> waveform) of ``seconds`` of real speech per method.
+
+    ``peers``: also time the other libraries' methods that are installed (:mod:`ppsi_cli.peers`;
+    a Griffin-Lim peer with the iterations of each Griffin-Lim row), and give each of ppsi's
+    classical rows ``vs_peer``: its time over its fastest peer's (below 1: ppsi is faster).
 
     On CPU each method runs on one clip (batch 1) with ``threads`` torch threads; on CUDA on
     batches of ``batches`` clips (default 1, 16, 256). Each time is the median of ``repeats``
@@ -321,6 +362,8 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     text = methods if methods is not None else (
         CUDA_METHODS if device.type == "cuda" else INVERT_METHODS)
     names = parse_methods(text if isinstance(text, str) else ",".join(text))
+    if peers:
+        names += _peer_methods(names)
     sizes = list(batches) if batches is not None else (
         list(CUDA_BATCHES) if device.type == "cuda" else [1])
     if not sizes or min(sizes) < 1:
@@ -359,4 +402,41 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                 rows.append(row)
                 if on_result is not None:
                     on_result(row)
+        if peers:
+            _vs_peer(rows, names)
         return rows
+
+
+def _peer_methods(names) -> list:
+    """The installed peers of the Griffin-Lim methods among ``names`` (same iterations and
+    momentum), not already listed."""
+    from .methods import PEERS, parse_method
+    from .peers import available
+
+    extra = []
+    for peer, mine in PEERS.items():
+        if not available(peer):
+            continue
+        for m in names:
+            if m.name == mine:
+                twin = parse_method(peer, iters=m.opts["iters"], momentum=m.opts["momentum"])
+                if twin not in names and twin not in extra:
+                    extra.append(twin)
+    return extra
+
+
+def _vs_peer(rows: list[dict], names) -> None:
+    """``vs_peer`` of each row of a method a peer also does: its time / the peer's (same
+    iterations, same batch)."""
+    from .methods import PEERS
+
+    by_label = {m.label: m for m in names}
+    for row in rows:
+        mine = by_label[row["method"]]
+        for other in rows:
+            peer = by_label[other["method"]]
+            if (PEERS.get(peer.name) == mine.name and other["batch"] == row["batch"]
+                    and peer.opts["iters"] == mine.opts["iters"]):
+                ratio = row["seconds_per_audio_second"] / other["seconds_per_audio_second"]
+                row["vs_peer"] = min(ratio, row.get("vs_peer", ratio))
+                row["peer"] = other["method"]

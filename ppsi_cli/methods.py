@@ -37,8 +37,8 @@ _SHOWN = {"griffin-lim": ("iters",), "librosa": ("iters",)}
 ONLINE = ("ppsi", "ppsi-strided", "oracle", "rtisi", "rtisi-la", "rtpghi")
 #: methods that use a trained network
 NETWORK = ("ppsi", "ppsi-strided")
-#: other libraries' inversions (:mod:`ppsi_cli.peers`)
-PEERS = ("librosa",)
+#: other libraries' inversions (:mod:`ppsi_cli.peers`) -> the ppsi method each does the work of
+PEERS = {"librosa": "griffin-lim"}
 
 _ALIASES = [
     (re.compile(r"^(?:gl|griffin-lim-)(\d+)$"), lambda m: ("griffin-lim", {"iters": m[1]})),

@@ -140,6 +140,9 @@ def invert_table(rows: list[dict]) -> Table:
     table.add_column("× real time", justify="right")
     table.add_column("CNN s/s", justify="right")
     table.add_column("LS s/s", justify="right")
+    with_peers = any("vs_peer" in r for r in rows)
+    if with_peers:
+        table.add_column("vs peer", justify="right")
     previous = None
     for row in rows:
         if previous is not None and row["method"] != previous:
@@ -149,7 +152,9 @@ def invert_table(rows: list[dict]) -> Table:
         table.add_row(*cells, _per_audio_second(row["seconds_per_audio_second"]),
                       _times(row["realtime_factor"]),
                       _per_audio_second(row.get("cnn_seconds_per_audio_second")),
-                      _per_audio_second(row.get("ls_seconds_per_audio_second")))
+                      _per_audio_second(row.get("ls_seconds_per_audio_second")),
+                      *([f"{row['vs_peer']:.2f}× {row['peer']}" if "vs_peer" in row else ""]
+                        if with_peers else []))
     return table
 
 
@@ -171,6 +176,10 @@ def invert_speed(
     audio: Optional[list[Path]] = typer.Option(None, "--audio", help="Speech file(s) to time "
                                                "on (default: examples/audio)."),
     stft: dict = None,  # the STFT options, given by with_stft_options
+    peers: bool = typer.Option(False, "--peers", help="Also time the other libraries' methods "
+                               "that are installed (librosa's griffinlim beside ppsi's "
+                               "Griffin-Lim rows; pip install 'ppsi[peers]'), with each of "
+                               "ppsi's rows' time over its peer's."),
 ) -> None:
     """Time every inversion method on real speech: seconds per audio second, CNN vs LS."""
     import torch
@@ -209,7 +218,8 @@ def invert_speed(
             rows = bench_invert(device=device, seconds=seconds, methods=methods,
                                 stft=stft_config(stft),
                                 weights=weights, threads=threads, batches=sizes,
-                                repeats=repeats, audio=audio, on_result=on_result)
+                                repeats=repeats, audio=audio, peers=peers,
+                                on_result=on_result)
         except (ValueError, FileNotFoundError) as e:
             raise fail(str(e)) from None
     if as_json:

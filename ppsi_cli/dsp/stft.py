@@ -144,6 +144,23 @@ def istft(spec: torch.Tensor, cfg: StftConfig, length: int | None = None) -> tor
     return torch.nn.functional.pad(y, (0, n - y.shape[-1]))
 
 
+def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """Sum of frames (B, n, N) placed ``hop`` apart: (B, (n - 1) hop + N). When ``hop`` divides
+    N, the R = N / hop slices of every frame are added as R shifted blocks of whole hops (a few
+    vector additions, several times faster than ``fold``); otherwise ``fold``."""
+    b, n, size = frames.shape
+    total = (n - 1) * hop + size
+    if size % hop:
+        return torch.nn.functional.fold(frames.transpose(1, 2), (1, total), (1, size),
+                                        stride=(1, hop)).reshape(b, total)
+    r = size // hop
+    parts = frames.reshape(b, n, r, hop)
+    out = torch.zeros(b, n + r - 1, hop, dtype=frames.dtype, device=frames.device)
+    for i in range(r):
+        out[:, i:i + n] += parts[:, :, i]
+    return out.reshape(b, total)
+
+
 class OverlapAdd:
     """Streaming ISTFT: push complex frames (..., F, n) a chunk at a time, get the samples they
     make final (``n * hop_length`` of them, fewer inside the leading padding); :meth:`flush`
@@ -164,8 +181,7 @@ class OverlapAdd:
         t = _frames_time(frames, cfg)  # (..., n, N)
         lead, (n, size) = t.shape[:-2], t.shape[-2:]
         total = (n - 1) * hop + size
-        y = torch.nn.functional.fold(t.reshape(-1, n, size).transpose(1, 2), (1, total),
-                                     (1, size), stride=(1, hop)).reshape(*lead, total)
+        y = _overlap_add(t.reshape(-1, n, size), hop).reshape(*lead, total)
         if self._carry is None:
             self._per = _wsum_period(cfg, t.dtype, t.device)
             head = _envelope(cfg, 0, size, 0, size)
