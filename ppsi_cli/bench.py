@@ -273,22 +273,25 @@ def speech_clip(seconds: float, files: Iterable[Path] | None = None,
 def bench_model(variant: str, weights: str | Path | None = None,
                 device: torch.device | str = "cpu",
                 stft: StftConfig | None = None) -> tuple[LoadedModel, str]:
-    """The model to time for ``variant`` (online | strided) and where it came from.
+    """The model to time for ``variant`` (online | strided | offline) and where it came from.
 
     ``weights`` if it holds that variant, else the shipped weights for ``stft``'s family, else
     seeded random weights of the default config: speed does not depend on the weights' values.
     """
-    strided = variant == "strided"
+    from .weights import model_variant
+
     if weights is not None:
         model = load_weights(weights, device)
-        if model.net.cfg.strided == strided:
+        if model_variant(model) == variant:
             return model, f"weights {Path(weights).name}"
     try:
         return load_weights(shipped_weights(variant, stft), device), "shipped weights"
     except (FileNotFoundError, ValueError):  # none shipped for this variant and family
         pass
     torch.manual_seed(0)
-    net = PhaseDiffNet(ModelConfig(strided=strided)).eval().to(device)
+    cfg = {"strided": ModelConfig(strided=True),
+           "offline": ModelConfig(context=5, delay=2)}.get(variant, ModelConfig())
+    net = PhaseDiffNet(cfg).eval().to(device)
     return LoadedModel(net, StftConfig(), SolverConfig()), "random weights (default config)"
 
 

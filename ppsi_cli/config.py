@@ -377,6 +377,9 @@ class ModelConfig:
 
     ``context`` past frames (the current one included) are the input channels; convolutions run
     along frequency. ``strided`` models also see one future frame and predict two frames at once.
+    ``delay`` models predict frame t from the pass whose newest frame is t + delay: they see
+    ``delay`` frames after the one they predict (for ``context = 2 delay + 1``, as many after as
+    before: the centred time differences the phase follows), at ``delay`` hops more latency.
     """
 
     context: int = 4
@@ -385,6 +388,7 @@ class ModelConfig:
     blocks: int = 3
     strided: bool = False
     dilation_growth: int = 1
+    delay: int = 0
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -407,11 +411,16 @@ class ModelConfig:
                                  f"{getattr(self, name)}")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if not 0 <= self.delay < self.context:
+            raise ValueError(f"ModelConfig.delay must be in [0, context), got {self.delay} "
+                             f"(context {self.context})")
+        if self.delay and self.strided:
+            raise ValueError("a model is strided or delayed, not both")
 
     @property
     def lookahead(self) -> int:
-        """Frames of look-ahead (latency beyond one frame), 1 for strided models."""
-        return 1 if self.strided else 0
+        """Frames of look-ahead (latency beyond one frame): 1 for strided models, ``delay``."""
+        return 1 if self.strided else self.delay
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,18 +6,20 @@ from typing import Any
 
 from .config import SolverConfig, StftConfig
 from .model import PhaseDiffNet, count_parameters
-from .weights import SHIPPED, family_name, load_model, load_weights
+from .weights import SHIPPED, family_name, load_model, load_weights, model_input
 
 
 def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
-             source: str) -> dict[str, Any]:
+             source: str, input: str = "linear") -> dict[str, Any]:
     """Algorithmic latency: a frame needs ``win_length`` samples; strided models wait one hop
-    more for their look-ahead frame."""
+    more for their look-ahead frame, delayed ones ``delay`` hops. ``input``: linear magnitudes, or mel (NNLS magnitudes of a
+    mel spectrogram)."""
     strided = net.cfg.strided
     frames_per_pass = 2 if strided else 1
-    latency = stft.win_length + (stft.hop_length if strided else 0)
+    latency = stft.win_length + net.cfg.lookahead * stft.hop_length
     return {
-        "variant": "strided" if strided else "online",
+        "variant": "strided" if strided else "offline" if net.cfg.delay else "online",
+        "input": input,
         "source": source,
         "parameters": count_parameters(net),
         "macs_per_frame": net.multiply_adds_per_frame(stft.n_bins) // frames_per_pass,
@@ -33,7 +35,7 @@ def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
 
 def describe_weights(path: str) -> dict[str, Any]:
     m = load_weights(path)
-    return describe(m.net, m.stft, m.solver, path)
+    return describe(m.net, m.stft, m.solver, path, model_input(m))
 
 
 def describe_shipped() -> list[dict[str, Any]]:
@@ -43,7 +45,7 @@ def describe_shipped() -> list[dict[str, Any]]:
     for entry in SHIPPED:
         m = load_model(variant=entry.variant, stft=StftConfig(
             window=entry.window, n_fft=1024, win_length=1024,
-            hop_length=int(1024 * entry.hop_over_win)))
-        rows.append({**describe(m.net, m.stft, m.solver, m.path), "file": entry.file,
+            hop_length=int(1024 * entry.hop_over_win)), input=entry.input)
+        rows.append({**describe(m.net, m.stft, m.solver, m.path, entry.input), "file": entry.file,
                      "sha256": entry.sha256, "family": entry.family_name})
     return rows

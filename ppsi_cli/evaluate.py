@@ -45,6 +45,7 @@ class EvalOptions:
     compare: str = ""
     stft: dict[str, Any] = field(default_factory=dict)  # settings given (None: not given)
     mel: str | None = None
+    weights_offline: str | None = None
     parsed: list[Method] = field(init=False)
     pairs: list[tuple[str, str]] = field(init=False)
     cfg: StftConfig = field(init=False)
@@ -78,8 +79,9 @@ def _inverters(options: EvalOptions) -> dict[str, Any]:
     """label -> :class:`~ppsi_cli.inverter.Inverter` (models loaded once), all on one STFT."""
     from .inverter import Inverter
 
-    weights = {"online": options.weights_online, "strided": options.weights_strided}
-    return {m.label: Inverter(m, weights=weights[m.variant] if m.uses_network else None,
+    weights = {"online": options.weights_online, "strided": options.weights_strided,
+               "offline": options.weights_offline}
+    return {m.label: Inverter(m, weights=weights.get(m.variant) if m.uses_network else None,
                               stft=options.cfg, mel=options.mel_cfg) for m in options.parsed}
 
 

@@ -26,7 +26,7 @@ from .integrate import PhaseIntegrator
 from .methods import PEERS, Method, parse_method
 from .model import NetworkStream
 from .weights import (LoadedModel, family, load_model, load_weights, measured_window_ms,
-                      model_family, model_input)
+                      model_family, model_input, model_variant)
 
 #: Frames x items per chunk: bounds the working memory of a stream (1024 frames of 513 bins are
 #: ~20 MB of least-squares systems); the result does not depend on it.
@@ -209,10 +209,9 @@ class Inverter:
         if model is not None:
             model.net.to(self.device)
         self.model = model
-        if self.method.uses_network and model.net.cfg.strided != (
-                self.method.variant == "strided"):
-            kind = "strided" if model.net.cfg.strided else "online"
-            raise ValueError(f"method {self.method.name} but the weights hold a {kind} model")
+        if self.method.uses_network and model_variant(model) != self.method.variant:
+            raise ValueError(f"method {self.method.name} but the weights hold a "
+                             f"{model_variant(model)} model")
         self.stft = stft or (model.stft if model else StftConfig())
         self.notices: list[str] = []  # what a user should know of this inverter's results
         if self.method.uses_network and model_input(model) != given:

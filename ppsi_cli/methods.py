@@ -17,6 +17,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppsi": ("ppsi online: causal CNN + least squares", {"refine": 0, "momentum": 0.99}),
     "ppsi-strided": ("ppsi strided: CNN every second frame, one hop of look-ahead",
                      {"refine": 0, "momentum": 0.99}),
+    "ppsi-offline": ("ppsi with look-ahead: the CNN sees 2 frames after the one it predicts",
+                     {"refine": 0, "momentum": 0.99}),
     "oracle": ("least squares from the true phase differences (needs the complex STFT)", {}),
     "griffin-lim": ("fast Griffin-Lim (offline; momentum 0 is plain Griffin-Lim)",
                     {"iters": 32, "momentum": 0.99, "seed": 0}),
@@ -34,15 +36,16 @@ _TYPES = {"refine": int, "iters": int, "seed": int, "lookahead": int, "momentum"
 #: options always spelled out in labels (a Griffin-Lim figure means nothing without them)
 _SHOWN = {"griffin-lim": ("iters",), "librosa": ("iters",)}
 #: methods that run frame by frame (``Inverter.stream``) unless refined
-ONLINE = ("ppsi", "ppsi-strided", "oracle", "rtisi", "rtisi-la", "rtpghi")
-#: methods that use a trained network
-NETWORK = ("ppsi", "ppsi-strided")
+ONLINE = ("ppsi", "ppsi-strided", "ppsi-offline", "oracle", "rtisi", "rtisi-la", "rtpghi")
+#: methods that use a trained network -> the variant of shipped weights each uses
+NETWORK = {"ppsi": "online", "ppsi-strided": "strided", "ppsi-offline": "offline"}
 #: other libraries' inversions (:mod:`ppsi_cli.peers`) -> the ppsi method each does the work of
 PEERS = {"librosa": "griffin-lim"}
 
 _ALIASES = [
     (re.compile(r"^(?:gl|griffin-lim-)(\d+)$"), lambda m: ("griffin-lim", {"iters": m[1]})),
-    (re.compile(r"^(ppsi|ppsi-strided)\+gl(\d+)$"), lambda m: (m[1], {"refine": m[2]})),
+    (re.compile(r"^(ppsi|ppsi-strided|ppsi-offline)\+gl(\d+)$"),
+     lambda m: (m[1], {"refine": m[2]})),
 ]
 
 
@@ -67,8 +70,8 @@ class Method:
 
     @property
     def variant(self) -> str | None:
-        """Shipped weights variant a network method uses (online | strided)."""
-        return {"ppsi": "online", "ppsi-strided": "strided"}.get(self.name)
+        """Shipped weights variant a network method uses (online | strided | offline)."""
+        return NETWORK.get(self.name)
 
     @property
     def label(self) -> str:

@@ -11,6 +11,8 @@ hop, baseband) and FPD (rad per bin).
 
 Strided models see one frame more (frames <= t+1) and predict the differences of frames t and t+1
 from that one forward pass: run every second frame, one hop of extra latency, half the CNN cost.
+Delayed models (``ModelConfig.delay`` = d) are the same network whose pass at frame t predicts
+frame t - d: they see d frames after the one they predict, at d hops of extra latency.
 """
 
 from __future__ import annotations
@@ -138,12 +140,16 @@ class NetworkStream:
         self.dtype = next(net.parameters()).dtype
         self._past: torch.Tensor | None = None  # log-magnitudes (B, F, <= context - 1)
         self._pending: torch.Tensor | None = None  # strided: frame (B, F, 1) awaiting look-ahead
+        self._held: torch.Tensor | None = None  # delayed: the last frames, awaiting theirs
+        self._seen = 0  # frames pushed
 
     @torch.no_grad()
     def push(self, mag: torch.Tensor, last: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Frames made ready by ``mag`` (B, F, n); ``last``: the input ends here, so a waiting
-        strided frame gets its look-ahead in this same pass (as :meth:`flush` would give it)."""
+        """Frames made ready by ``mag`` (B, F, n); ``last``: the input ends here, so frames that
+        wait for their look-ahead get it in this same pass (as :meth:`flush` would give it)."""
+        if self.net.cfg.delay:
+            return self._push_delayed(mag, last)
         net = self.net
         if self._pending is not None:
             mag, self._pending = torch.cat([self._pending, mag], dim=-1), None
@@ -156,6 +162,18 @@ class NetworkStream:
         n_b, n_f, n_t = mag.shape
         if n_t == 0:
             return mag, mag.new_empty(n_b, n_f, 0), mag.new_empty(n_b, n_f - 1, 0)
+        out = self._passes(mag, step=2 if net.cfg.strided else 1)
+        if not net.cfg.strided:
+            return mag, out[:, 0], out[:, 1, :-1]
+        # one pass at every second frame t = 1, 3, ... sees frames <= t, fills frames t-1 and t
+        b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)
+        f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[:, :-1]
+        return mag, b, f
+
+    def _passes(self, mag: torch.Tensor, step: int = 1) -> torch.Tensor:
+        """Network outputs ``(B, outputs, F, n / step)`` of the passes over the new frames ``mag``
+        (every ``step``-th, the last of each group newest), with the past frames as context."""
+        net = self.net
         logmag = log_magnitude(mag.to(self.dtype))
         h = 0
         if self._past is not None:
@@ -164,18 +182,40 @@ class NetworkStream:
         keep = net.cfg.context - 1
         self._past = logmag[..., max(0, logmag.shape[-1] - keep):] if keep else logmag[..., :0]
         tile = CPU_TILE_ROWS if mag.device.type == "cpu" else None
-        if not net.cfg.strided:
-            out = net.forward_features(net.features(logmag, start=h), tile).transpose(-1, -2)
-            return mag, out[:, 0], out[:, 1, :-1]
-        # one pass at every second frame t = 1, 3, ... sees frames <= t, fills frames t-1 and t
-        out = net.forward_features(net.features(logmag, start=h + 1, step=2), tile)
-        out = out.transpose(-1, -2)  # (B, 4, F, n_t / 2)
-        b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)
-        f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[:, :-1]
-        return mag, b, f
+        out = net.forward_features(net.features(logmag, start=h + step - 1, step=step), tile)
+        return out.transpose(-1, -2)
+
+    @torch.no_grad()
+    def _push_delayed(self, mag: torch.Tensor, last: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pass at frame s predicts frame s - d: the last d frames are held until d more
+        arrive (or, at the end, d silent frames, :func:`floor_frame` of the last one)."""
+        d, n_b, n_f = self.net.cfg.delay, mag.shape[0], mag.shape[1]
+        held = self._held if self._held is not None else mag[..., :0]
+        joined = torch.cat([held, mag], dim=-1)
+        if last and joined.shape[-1]:
+            look = floor_frame(joined[..., -1]).unsqueeze(-1).expand(n_b, n_f, d)
+            mag = torch.cat([mag, look.to(mag.dtype)], dim=-1)
+        if mag.shape[-1] == 0:
+            return mag, mag.new_empty(n_b, n_f, 0), mag.new_empty(n_b, n_f - 1, 0)
+        out = self._passes(mag)
+        drop = max(0, d - self._seen)  # passes before frame d predict no frame
+        self._seen += mag.shape[-1]
+        out = out[..., drop:]
+        ready = joined[..., :out.shape[-1]]
+        self._held = None if last else joined[..., out.shape[-1]:]
+        if last:
+            self._seen, self._past = 0, None
+        return ready, out[:, 0], out[:, 1, :-1]
 
     def flush(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """The frame still waiting for its look-ahead (strided, odd count), else None."""
+        """The frames still waiting for their look-ahead (strided, odd count; delayed, the last
+        d), else None."""
+        if self.net.cfg.delay:
+            held = self._held
+            if held is None or held.shape[-1] == 0:
+                return None
+            return self._push_delayed(held[..., :0], last=True)
         pending, self._pending = self._pending, None
         return None if pending is None else self.push(pending, last=True)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig, SolverConfig, StftConfig
+from .config import MelConfig, ModelConfig, SolverConfig, StftConfig
 from .io import atomic_path
 from .model import PhaseDiffNet
 
@@ -27,7 +27,7 @@ VERSION = 1
 class Shipped:
     """One shipped weights file: the variant and STFT family it serves, its name, its SHA-256."""
 
-    variant: str  # online | strided
+    variant: str  # online | strided | offline (look-ahead)
     window: str
     hop_over_win: Fraction
     file: str
@@ -218,7 +218,22 @@ def load_model(weights: str | Path | None = None, variant: str = "online",
                         shipped_weights(variant, stft, input), device)
 
 
+def model_mel(model: LoadedModel) -> MelConfig | None:
+    """The mel front end a network was trained on (``meta["mel"]``, written by ``ppsi train
+    --mel``: its input was the NNLS magnitudes of such mels), or None."""
+    declared = model.meta.get("mel")
+    try:
+        return MelConfig.from_dict(declared) if isinstance(declared, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def model_variant(model: LoadedModel) -> str:
+    """``strided``, ``offline`` (a delayed network: look-ahead) or ``online``."""
+    cfg = model.net.cfg
+    return "strided" if cfg.strided else "offline" if cfg.delay else "online"
+
+
 def model_input(model: LoadedModel) -> str:
-    """``mel`` for a network trained on the NNLS magnitudes of mel spectrograms
-    (``meta["mel"]``, written by ``ppsi train --mel``), else ``linear``."""
-    return "mel" if isinstance(model.meta.get("mel"), dict) else "linear"
+    """``mel`` for a network trained on mel input (:func:`model_mel`), else ``linear``."""
+    return "linear" if model_mel(model) is None else "mel"

@@ -4,7 +4,8 @@
         --write weights/ppsi-online.pt
 
 Inverts every file with the weights' network and each (p, g, floor) of the grid (one
-``ppsi_cli.Inverter`` per setting), and prints mean WB-PESQ / ESTOI per setting, best first.
+``ppsi_cli.Inverter`` per setting), and prints mean WB-PESQ / ESTOI per setting, best first. A mel
+network (``ppsi train --mel``) is tuned on the NNLS magnitudes of its mel front end, as it is used.
 Never point it at the evaluation set.
 """
 
@@ -22,7 +23,8 @@ from ppsi_cli.dsp.stft import stft
 from ppsi_cli.inverter import Inverter
 from ppsi_cli.metrics import MetricError, estoi, pesq_wb
 from ppsi_cli.train.data import find_audio, load_mono
-from ppsi_cli.weights import load_weights, save_weights
+from ppsi_cli.train.objective import network_magnitude
+from ppsi_cli.weights import load_weights, model_mel, save_weights
 
 
 def main() -> None:
@@ -46,7 +48,8 @@ def main() -> None:
     items = []
     for i in sorted(set(idx)):
         x = load_mono(files[i], cfg.sample_rate)[: int(args.seconds * cfg.sample_rate)]
-        items.append((x, stft(torch.from_numpy(x), cfg).abs()))
+        spec = stft(torch.from_numpy(x), cfg)
+        items.append((x, network_magnitude(spec, cfg, model_mel(model))))
     results = []
     grid = itertools.product(*(map(float, s.split(",")) for s in (
         args.p, args.g, args.floor, args.diag_load)))

@@ -176,3 +176,39 @@ def test_hostile_weights_are_one_line(tmp_path, mutate, message) -> None:
         assert r.exit_code == 1, r.output
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "w.pt" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 40])
+def test_delayed_model_sees_exactly_its_look_ahead_and_streams_alike(speech, chunk) -> None:
+    """A delayed model (delay d) predicts frame t from frames t + d down to t + d - context + 1:
+    changing frame 30 changes frames >= 30 - d and nothing before; any chunking of the stream,
+    frame by frame included, gives the whole-utterance result (the last d frames get silent
+    look-ahead frames at the end)."""
+    from ppsi_cli.config import ModelConfig
+    from ppsi_cli.model import NetworkStream, PhaseDiffNet
+
+    x, _ = speech
+    cfg = StftConfig()
+    mag = stft(x, cfg).abs()[:, 40:81].float()
+    torch.manual_seed(3)
+    net = PhaseDiffNet(ModelConfig(context=5, delay=2)).eval()
+    b, f = predict(net, mag)
+    changed = mag.clone()
+    changed[:, 30:] = torch.rand_like(changed[:, 30:])
+    b2, _ = predict(net, changed)
+    assert torch.equal(b2[:, :28], b[:, :28]) and not torch.allclose(b2[:, 28], b[:, 28])
+    stream = NetworkStream(net)
+    got = [stream.push(mag[None, :, s:s + chunk]) for s in range(0, 41, chunk)]
+    got.append(stream.flush())
+    m_s, b_s, f_s = (torch.cat([g[i] for g in got if g is not None], -1)[0] for i in range(3))
+    assert torch.equal(m_s, mag)
+    torch.testing.assert_close(b_s, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(f_s, f, rtol=0, atol=1e-5)
+    model = LoadedModel(net.double(), cfg, SolverConfig())  # float64: no rounding to amplify
+    inv = Inverter("ppsi-offline", model=model)
+    whole = inv(mag.double())
+    st = inv.stream()
+    streamed = torch.cat([st.push(mag[:, t:t + 1].double()) for t in range(41)] + [st.flush()])
+    torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="method ppsi but the weights hold a offline model"):
+        Inverter("ppsi", model=model)

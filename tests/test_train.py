@@ -342,3 +342,35 @@ def test_a_broken_checkpoint_is_one_line_on_resume(toy_tree: Path, tmp_path, mut
     assert r.exit_code == 1, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--resume" in lines[0] and message in lines[0], r.stderr
+
+
+def test_mel_training_feeds_nnls_magnitudes_and_declares_its_front_end(toy_tree: Path, tmp_path,
+                                                                       speech):
+    """``--mel``: the network's input is the log of the NNLS magnitudes of the mel (not of
+    |X|), targets stay the true phase differences, and the weights file declares the front
+    end, so the inverter takes it as a mel network."""
+    from ppsi_cli.config import mel_config, stft_config
+    from ppsi_cli.dsp.features import log_magnitude
+    from ppsi_cli.dsp.mel import mel_spectrogram, mel_to_magnitude
+    from ppsi_cli.weights import load_weights, model_input, model_mel
+
+    mel, st = mel_config("vocos")
+    cfg = stft_config(st)
+    x = torch.from_numpy(resample_poly(speech[0].numpy(), 3, 2).astype(np.float32))[None]
+    plain = phase_targets(x, cfg, "magnitude")
+    with_mel = phase_targets(x, cfg, "magnitude", mel)
+    spec = stft(x, cfg)
+    nnls = mel_to_magnitude(mel_spectrogram(spec.abs(), mel, cfg), mel, cfg)
+    torch.testing.assert_close(with_mel[0], log_magnitude(nnls))
+    assert (with_mel[0] - plain[0]).abs().max() > 1.0  # the input changed ...
+    for a, b in zip(with_mel[1:], plain[1:]):  # ... targets and weights did not
+        torch.testing.assert_close(a, b)
+    out = tmp_path / "mel"
+    r = runner.invoke(app, _train_args(toy_tree, out, 3, "--mel", "vocos+n_mels=40",
+                                       "--sample-rate", "16000"))
+    assert r.exit_code == 0, r.output
+    model = load_weights(out / "weights.pt")
+    assert model_input(model) == "mel" and model_mel(model).n_mels == 40
+    assert model.stft.sample_rate == 16000 and model.stft.center
+    r = runner.invoke(app, ["train", "--data", str(toy_tree), "--mel", "melgan"])
+    assert r.exit_code == 1 and "unknown mel preset 'melgan'" in r.output

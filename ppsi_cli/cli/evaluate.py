@@ -20,11 +20,14 @@ def eval_cmd(
     data: Path = typer.Argument(..., help="Folder of reference speech (copy synthesis)."),
     methods: str = typer.Option("ppsi,ppsi-strided,oracle,rtisi-la,gl32,gl100,pghi",
                                 help="Comma-separated methods, options as +KEY=VALUE: ppsi, "
-                                     "ppsi-strided (+refine=N), oracle, griffin-lim (+iters=N, "
+                                     "ppsi-strided, ppsi-offline (+refine=N), oracle, "
+                                     "griffin-lim (+iters=N, "
                                      "alias glN), rtisi, rtisi-la, pghi, rtpghi, librosa (a "
                                      "peer: librosa's griffinlim / mel_to_audio)."),
     weights_online: Optional[Path] = typer.Option(None, help="Online weights (default shipped)."),
     weights_strided: Optional[Path] = typer.Option(None, help="Strided weights (default shipped)."),
+    weights_offline: Optional[Path] = typer.Option(None, help="Look-ahead weights of "
+                                                   "ppsi-offline (default shipped)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evenly spaced subset of N files."),
     jobs: int = typer.Option(1, min=1, help="Worker processes (one thread each)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write all results here."),
@@ -43,7 +46,8 @@ def eval_cmd(
     try:
         options = EvalOptions(methods, str(weights_online) if weights_online else None,
                               str(weights_strided) if weights_strided else None, limit, jobs,
-                              compare, stft, mel)
+                              compare, stft, mel,
+                              str(weights_offline) if weights_offline else None)
         n = len(eval_files(data, limit))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None

@@ -30,7 +30,8 @@ def info(
         out.print_json(json.dumps(rows[0] if weights else rows))
         return
     for r in rows:
-        out.print(f"[bold]{r['variant']}[/] ({r['source']})", highlight=False)
+        kind = r["variant"] + (", mel input" if r["input"] == "mel" else "")
+        out.print(f"[bold]{kind}[/] ({r['source']})", highlight=False)
         if "sha256" in r:
             out.print(f"  SHA-256             {r['sha256']} (verified)", soft_wrap=True)
         out.print(f"  parameters          {r['parameters']:,}")

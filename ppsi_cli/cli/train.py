@@ -49,6 +49,9 @@ def train(
     out: Path = typer.Option(Path("runs/ppsi"), "-o", "--out", help="Run folder."),
     val_data: Optional[Path] = typer.Option(None, help="Validation audio (default: split)."),
     strided: bool = typer.Option(False, help="Train the strided (+1 hop look-ahead) variant."),
+    delay: int = typer.Option(0, min=0, help="Frames of look-ahead: the pass at frame t "
+                              "predicts frame t - DELAY (with --context 2*DELAY+1 it sees as "
+                              "many frames after as before; DELAY hops more latency)."),
     max_steps: int = typer.Option(TrainConfig.max_steps, min=1),
     max_minutes: Optional[float] = typer.Option(None, help="Stop after this wall time."),
     stop_after: Optional[int] = typer.Option(None, min=1, help="Stop at this step (checkpoint "
@@ -120,7 +123,7 @@ def train(
             init_from=str(init_from) if init_from else None,
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
                               blocks=blocks, strided=strided,
-                              dilation_growth=dilation_growth),
+                              dilation_growth=dilation_growth, delay=delay),
             stft=stft_config(stft, stft_config(mel_stft)),
             solver=SolverConfig(p=p, g=g), mel=mel_cfg)
         launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)

@@ -117,13 +117,14 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = model(logmag)
         loss = model_loss(out.float(), b, f, w_b, w_f, self.cfg.model.strided,
-                          self.cfg.fpd_weight)
+                          self.cfg.fpd_weight, self.cfg.model.delay)
         share = self.cfg.ls_loss
         if share > 0:
             spec = stft(x, self.cfg.stft)
             ls = model_least_squares_loss(out.float(), spec, self.cfg.stft, self.cfg.solver,
                                           self.cfg.model.strided,
-                                          network_magnitude(spec, self.cfg.stft, self.cfg.mel))
+                                          network_magnitude(spec, self.cfg.stft, self.cfg.mel),
+                                          self.cfg.model.delay)
             loss = (1 - share) * loss + share * ls
         return loss
 
@@ -150,11 +151,12 @@ class Trainer:
         """WB-PESQ / ESTOI of the full online pipeline on the first validation files."""
         from ..inverter import Inverter
         from ..metrics import estoi, pesq_wb
-        from ..weights import LoadedModel
+        from ..weights import LoadedModel, model_variant
 
         net = copy.deepcopy(getattr(self.net, "module", self.net)).cpu().eval()
         scfg, sr = self.cfg.stft, self.cfg.stft.sample_rate
-        inv = Inverter("ppsi-strided" if net.cfg.strided else "ppsi",
+        inv = Inverter({"strided": "ppsi-strided", "offline": "ppsi-offline"}.get(
+                           model_variant(LoadedModel(net, scfg, self.cfg.solver)), "ppsi"),
                        model=LoadedModel(net, scfg, self.cfg.solver))
         pesqs, estois = [], []
         for audio in self.val.audio[: self.cfg.eval_files]:
@@ -182,7 +184,9 @@ class Trainer:
 
 def init_from_weights(net: PhaseDiffNet, path: str) -> None:
     """Start from a trained model's weights; an online head initialises both halves of a
-    strided head (frames t-1 and t), which makes fine-tuning the strided variant cheap."""
+    strided head (frames t-1 and t), which makes fine-tuning the strided variant cheap; a model
+    with look-ahead (a delayed one) gets the source's frame channels at the frames they saw
+    (frame t at channel ``delay``; those beyond its context dropped), the others zero."""
     from ..weights import load_weights
 
     try:
@@ -202,6 +206,12 @@ def init_from_weights(net: PhaseDiffNet, path: str) -> None:
             dst[name] = value
         elif name.startswith("head.") and dst[name].shape[0] == 2 * value.shape[0]:
             dst[name] = torch.cat([value, value])
+        elif (name == "stem.weight" and net.cfg.delay and dst[name].shape[0] == value.shape[0]
+              and dst[name].shape[2:] == value.shape[2:]):
+            d = net.cfg.delay
+            n = min(value.shape[1], dst[name].shape[1] - d)
+            dst[name] = torch.zeros_like(dst[name])
+            dst[name][:, d:d + n] = value[:, :n]
         else:
             raise TrainError(f"--init-from {path}: layer {name} has shape "
                              f"{tuple(value.shape)}, this model needs {tuple(dst[name].shape)}")

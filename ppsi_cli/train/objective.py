@@ -68,29 +68,32 @@ def von_mises_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     return -(torch.cos(pred - target) * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
-def _over_halves(out: torch.Tensor, strided: bool, loss) -> torch.Tensor:
+def _over_halves(out: torch.Tensor, strided: bool, loss, delay: int = 0) -> torch.Tensor:
     """``loss(bpd_out, fpd_out, frames)`` of network output ``out`` (B, 2 or 4, K, T), where
     ``frames`` slices the target columns the outputs predict.
 
-    Default models predict frame t at column t. Strided models also predict frame t-1 at column
+    Default models predict frame t at column t; delayed ones (``delay`` d) frame t - d, so
+    columns d.. are scored against frames ..T-d. Strided models also predict frame t-1 at column
     t (channels 0, 1; channels 2, 3 are frame t); both halves count equally.
     """
     if not strided:
-        return loss(out[:, 0], out[:, 1, :-1], slice(None))
+        n_t = out.shape[-1]
+        return loss(out[:, 0, :, delay:], out[:, 1, :-1, delay:], slice(0, n_t - delay))
     cur = loss(out[:, 2], out[:, 3, :-1], slice(None))
     prev = loss(out[:, 0, :, 1:], out[:, 1, :-1, 1:], slice(None, -1))
     return 0.5 * (cur + prev)
 
 
 def model_loss(out: torch.Tensor, b: torch.Tensor, f: torch.Tensor, w_b: torch.Tensor,
-               w_f: torch.Tensor, strided: bool, fpd_weight: float = 0.5) -> torch.Tensor:
+               w_f: torch.Tensor, strided: bool, fpd_weight: float = 0.5,
+               delay: int = 0) -> torch.Tensor:
     """Von Mises loss ``(1 - fpd_weight) * L_BPD + fpd_weight * L_FPD`` of network output
     ``out`` (B, 2 or 4, K, T) against targets and their weights (strided: both halves)."""
     def pair(bo, fo, t):
         return ((1 - fpd_weight) * von_mises_loss(bo, b[..., t], w_b[..., t])
                 + fpd_weight * von_mises_loss(fo, f[..., t], w_f[..., t]))
 
-    return _over_halves(out, strided, pair)
+    return _over_halves(out, strided, pair, delay)
 
 
 def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.Tensor,
@@ -124,9 +127,9 @@ def least_squares_loss(b_pred: torch.Tensor, f_pred: torch.Tensor, spec: torch.T
 
 def model_least_squares_loss(out: torch.Tensor, spec: torch.Tensor, stft_cfg: StftConfig,
                              solver: SolverConfig, strided: bool,
-                             mag: torch.Tensor | None = None) -> torch.Tensor:
+                             mag: torch.Tensor | None = None, delay: int = 0) -> torch.Tensor:
     """:func:`least_squares_loss` of network output ``out`` (B, 2 or 4, K, T) (strided: both
     halves)."""
     mag = spec.abs() if mag is None else mag
     return _over_halves(out, strided, lambda bo, fo, t: least_squares_loss(
-        bo, fo, spec[..., t], stft_cfg, solver, mag[..., t]))
+        bo, fo, spec[..., t], stft_cfg, solver, mag[..., t]), delay)
