@@ -183,44 +183,7 @@ def bench_solvers(device: torch.device | str = "cpu", k: int = 513,
                 rows.append(row)
                 if on_result is not None:
                     on_result(row)
-        if peers:
-            _vs_peer(rows, names)
         return rows
-
-
-def _peer_methods(names) -> list:
-    """The installed peers of the Griffin-Lim methods among ``names`` (same iterations and
-    momentum), not already listed."""
-    from .methods import PEERS, parse_method
-    from .peers import available
-
-    extra = []
-    for peer, mine in PEERS.items():
-        if not available(peer):
-            continue
-        for m in names:
-            if m.name == mine:
-                twin = parse_method(peer, iters=m.opts["iters"], momentum=m.opts["momentum"])
-                if twin not in names and twin not in extra:
-                    extra.append(twin)
-    return extra
-
-
-def _vs_peer(rows: list[dict], names) -> None:
-    """``vs_peer`` of each row of a method a peer also does: its time / the peer's (same
-    iterations, same batch)."""
-    from .methods import PEERS
-
-    by_label = {m.label: m for m in names}
-    for row in rows:
-        mine = by_label[row["method"]]
-        for other in rows:
-            peer = by_label[other["method"]]
-            if (PEERS.get(peer.name) == mine.name and other["batch"] == row["batch"]
-                    and peer.opts["iters"] == mine.opts["iters"]):
-                ratio = row["seconds_per_audio_second"] / other["seconds_per_audio_second"]
-                row["vs_peer"] = min(ratio, row.get("vs_peer", ratio))
-                row["peer"] = other["method"]
 
 
 # --- whole inversion: ``ppsi bench invert`` -------------------------------------------------

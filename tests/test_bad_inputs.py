@@ -108,7 +108,7 @@ CASES: dict[str, tuple[Callable, object]] = {
                                              sample_rate=np.array(SR, dtype=object)),
                         ["pickled"]),
     "no_key.npz": (lambda p, m, a: _npz(p, mag=m), ["no 'magnitude'", "'mag'"]),
-    "bad_scale.npz": (lambda p, m, a: _npz(p, magnitude=m, scale="mel"), ["scale", "'mel'"]),
+    "bad_scale.npz": (lambda p, m, a: _npz(p, magnitude=m, scale="bark"), ["scale", "'bark'"]),
     "nfft512.npz": (lambda p, m, a: _npz(p, magnitude=m, n_fft=512), ["n_fft=512", "1024"]),
     # a file that states its own STFT is inverted with it (the run passes --weights, so the
     # network is the user's choice even outside its family): 20 frames, 21 hops less 1024

@@ -173,3 +173,18 @@ def test_bench_invert_takes_the_stft_options() -> None:
     assert [r["method"] for r in rows] == ["ppsi", "pghi"]
     assert rows[0]["weights"] == "shipped weights"
     assert rows[0]["audio_seconds"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_bench_invert_peers_time_librosa_beside_griffin_lim() -> None:
+    """--peers adds librosa's griffinlim with the iterations of each Griffin-Lim row, measured
+    in the same run, and gives ppsi's row its time over the peer's."""
+    pytest.importorskip("librosa")
+    result = runner.invoke(app, ["bench", "invert", "--json", "--seconds", "1", "--repeats", "1",
+                                 "--methods", "griffin-lim+iters=4,pghi", "--peers"])
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"griffin-lim+iters=4", "pghi", "librosa+iters=4"}
+    gl, peer = rows["griffin-lim+iters=4"], rows["librosa+iters=4"]
+    assert gl["peer"] == "librosa+iters=4" and "vs_peer" not in rows["pghi"]
+    assert gl["vs_peer"] == pytest.approx(gl["seconds_per_audio_second"]
+                                          / peer["seconds_per_audio_second"])

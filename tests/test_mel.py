@@ -237,7 +237,7 @@ def test_spec_then_invert_mel_files_and_npy_with_the_option(speech, tmp_path):
     (dict(magnitude=np.zeros((80, 50), np.float32), scale="log-mel", n_mels=100,
           sample_rate=24000), None, "has 80 bands; the mel settings say n_mels=100"),
     (dict(magnitude=np.ones((513, 50), np.float32), scale="log-mel", mel="hifigan"), None,
-     "513 bands, as a linear spectrogram of n_fft=1024 has"),
+     "513 bins: a linear spectrogram of n_fft=1024? then pass it without mel settings"),
     (dict(magnitude=-np.ones((80, 50), np.float32)), "hifigan+log=none", "a log-mel? say which "
      "log"),
     (dict(magnitude=np.ones((80, 50), np.float32), scale="linear"), "hifigan",

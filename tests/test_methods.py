@@ -38,8 +38,8 @@ def test_defaults_overrides_and_properties() -> None:
     assert not m.online and not m.uses_network
     assert parse_method("ppsi").online and parse_method("ppsi-strided").variant == "strided"
     assert not parse_method("ppsi+refine=2").online  # refining is offline
-    assert set(METHODS) == {"ppsi", "ppsi-strided", "oracle", "griffin-lim", "rtisi",
-                            "rtisi-la", "pghi", "rtpghi"}
+    assert set(METHODS) == {"ppsi", "ppsi-strided", "ppsi-offline", "oracle", "griffin-lim",
+                            "rtisi", "rtisi-la", "pghi", "rtpghi", "librosa"}
 
 
 @pytest.mark.parametrize("text, overrides, message", [

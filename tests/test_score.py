@@ -265,3 +265,10 @@ def test_report_renders_in_chromium(scored, tmp_path):
          scored[1][1]["html"].resolve().as_uri()],
         check=True, capture_output=True, timeout=60)
     assert _png_size(shot.read_bytes()) == (1200, 1600)
+
+
+def test_cli_help_lists_exactly_the_registered_metrics():
+    """The help names the metrics without importing them (fast start-up): the same list."""
+    from ppsi_cli.cli.score import METRIC_NAMES
+
+    assert METRIC_NAMES == tuple(M.METRICS)

@@ -29,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: typer's rich help imports ~0.2 s of modules
 )
 
 
@@ -61,5 +62,12 @@ def main() -> None:
     except KeyboardInterrupt:  # between the command's own handlers
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
+    except SystemExit as exc:
+        # typer turns a Ctrl-C while it parses the command line into a silent exit 130
+        typer_exit = exc.__context__
+        if exc.code == 130 and isinstance(getattr(typer_exit, "__cause__", None),
+                                          KeyboardInterrupt):
+            sys.stderr.write("error: interrupted while starting; nothing was done\n")
+        raise
     finally:  # the command has ended: a late Ctrl-C must not turn its result into a crash
         signal.signal(signal.SIGINT, signal.SIG_IGN)

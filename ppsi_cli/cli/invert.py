@@ -28,9 +28,10 @@ def _parse_shard(text: str) -> tuple[int, int]:
 def invert(
     inputs: Path = typer.Argument(..., help="A spectrogram/audio file or a folder (recursive)."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the input tree)."),
-    method: str = typer.Option("ppsi", help="ppsi | ppsi-strided | oracle | rtisi-la | rtisi | "
-                                            "griffin-lim | pghi | rtpghi; options as +KEY=VALUE "
-                                            "(e.g. griffin-lim+iters=100)"),
+    method: str = typer.Option("ppsi", help="ppsi | ppsi-strided | ppsi-offline | oracle | "
+                                            "rtisi-la | rtisi | griffin-lim | pghi | rtpghi | "
+                                            "librosa; options as +KEY=VALUE (e.g. "
+                                            "griffin-lim+iters=100)"),
     weights: Optional[Path] = typer.Option(None, help="Weights file (default: shipped weights)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     iters: Optional[int] = typer.Option(None, help="Iterations: Griffin-Lim (default 32), "

@@ -103,10 +103,10 @@ def check_mel(x: torch.Tensor, mel: MelConfig, stft: StftConfig) -> None:
         raise ValueError(f"mel spectrogram has dtype {x.dtype}; expected real floating point")
     bands = x.shape[-2]
     if bands != mel.n_mels:
-        what = (f", as a linear spectrogram of n_fft={stft.n_fft} has: pass it without mel "
-                "settings" if bands == stft.n_bins else "")
-        raise ValueError(f"mel spectrogram has {bands} bands{what}; the mel settings say "
-                         f"n_mels={mel.n_mels}")
+        what = (f" ({bands} bins: a linear spectrogram of n_fft={stft.n_fft}? then pass it "
+                "without mel settings)" if bands == stft.n_bins else "")
+        raise ValueError(f"mel spectrogram has {bands} bands; the mel settings say "
+                         f"n_mels={mel.n_mels}{what}")
     if x.shape[-1] == 0:
         raise ValueError("mel spectrogram has zero frames")
     if not torch.isfinite(x).all():
