@@ -55,7 +55,23 @@ def _register() -> None:
 _register()
 
 
+def _load_torch() -> None:
+    """Import torch with Ctrl-C deferred: an interrupt raised inside its C++ import code aborts
+    the process (pybind11 terminates), so it is recorded and reported once the import is done.
+    Help and version need no torch and stay fast."""
+    args = sys.argv[1:]
+    if not args or "--help" in args or "--version" in args:
+        return
+    hit: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    import torch  # noqa: F401
+
+    if hit:
+        _interrupted_while_starting(signal.SIGINT, None)
+
+
 def main() -> None:
+    _load_torch()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
