@@ -296,9 +296,10 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                  on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Time whole inversions (magnitudes -> waveform) of ``seconds`` of real speech per method.
 
-    ``peers``: also time the other libraries' methods that are installed (:mod:`ppsi_cli.peers`;
-    a Griffin-Lim peer with the iterations of each Griffin-Lim row), and give each of ppsi's
-    classical rows ``vs_peer``: its time over its fastest peer's (below 1: ppsi is faster).
+    ``peers``: also time the other libraries' methods that are installed (:mod:`ppsi_cli.peers`:
+    librosa beside each Griffin-Lim row, with its iterations; pghipy beside PGHI), and give
+    each of ppsi's classical rows ``vs_peer``: its time over its fastest peer's (below 1: ppsi
+    is faster).
 
     On CPU each method runs on one clip (batch 1) with ``threads`` torch threads; on CUDA on
     batches of ``batches`` clips (default 1, 16, 256). Each time is the median of ``repeats``
@@ -373,9 +374,14 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
         return rows
 
 
+def _shared(peer, mine) -> dict:
+    """The options two methods share (a peer's iterations, momentum, tolerance)."""
+    return {k: v for k, v in peer.opts.items() if k in mine.opts and k != "seed"}
+
+
 def _peer_methods(names) -> list:
-    """The installed peers of the Griffin-Lim methods among ``names`` (same iterations and
-    momentum), not already listed."""
+    """The installed peers of the methods among ``names`` (with their shared options), not
+    already listed."""
     from .methods import PEERS, parse_method
     from .peers import available
 
@@ -385,15 +391,16 @@ def _peer_methods(names) -> list:
             continue
         for m in names:
             if m.name == mine:
-                twin = parse_method(peer, iters=m.opts["iters"], momentum=m.opts["momentum"])
+                twin = parse_method(peer)
+                twin = parse_method(peer, **{k: m.opts[k] for k in _shared(twin, m)})
                 if twin not in names and twin not in extra:
                     extra.append(twin)
     return extra
 
 
 def _vs_peer(rows: list[dict], names) -> None:
-    """``vs_peer`` of each row of a method a peer also does: its time / the peer's (same
-    iterations, same batch)."""
+    """``vs_peer`` of each row of a method a peer also does: its time / the fastest such peer's
+    (same shared options, same batch)."""
     from .methods import PEERS
 
     by_label = {m.label: m for m in names}
@@ -402,7 +409,7 @@ def _vs_peer(rows: list[dict], names) -> None:
         for other in rows:
             peer = by_label[other["method"]]
             if (PEERS.get(peer.name) == mine.name and other["batch"] == row["batch"]
-                    and peer.opts["iters"] == mine.opts["iters"]):
+                    and all(mine.opts[k] == v for k, v in _shared(peer, mine).items())):
                 ratio = row["seconds_per_audio_second"] / other["seconds_per_audio_second"]
-                row["vs_peer"] = min(ratio, row.get("vs_peer", ratio))
-                row["peer"] = other["method"]
+                if ratio <= row.get("vs_peer", ratio):
+                    row["vs_peer"], row["peer"] = ratio, other["method"]

@@ -267,12 +267,11 @@ class Inverter:
         if self.method.online:
             return self._streamed(x, length)
         if self.method.name in PEERS:  # the other library takes the input as it is (a mel too)
-            from .peers import librosa_invert
+            from . import peers
 
-            opts = self.method.opts
             x = x.abs() if x.is_complex() else x
-            return librosa_invert(x, self.stft, self.mel, length, opts["iters"],
-                                  opts["momentum"], opts["seed"]).to(self.device)
+            return peers.invert(self.method.name, x, self.stft, self.mel, length,
+                                self.method.opts).to(self.device)
         return istft(self._offline(self._linear(x)), self.stft, length)
 
     def _streamed(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:

@@ -29,6 +29,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "rtpghi": ("real-time PGHI (online)", {"tol": 1e-6}),
     "librosa": ("librosa's griffinlim, or mel_to_audio on mel input (offline; a peer, needs "
                 "librosa)", {"iters": 32, "momentum": 0.99, "seed": 0}),
+    "pghipy": ("pghipy's PGHI (numba) with its own phase conventions (offline; a peer, needs "
+               "pghipy)", {"tol": 1e-6}),
 }
 #: option -> type, for parsing strings and checking values
 _TYPES = {"refine": int, "iters": int, "seed": int, "lookahead": int, "momentum": float,
@@ -40,7 +42,7 @@ ONLINE = ("ppsi", "ppsi-strided", "ppsi-offline", "oracle", "rtisi", "rtisi-la",
 #: methods that use a trained network -> the variant of shipped weights each uses
 NETWORK = {"ppsi": "online", "ppsi-strided": "strided", "ppsi-offline": "offline"}
 #: other libraries' inversions (:mod:`ppsi_cli.peers`) -> the ppsi method each does the work of
-PEERS = {"librosa": "griffin-lim"}
+PEERS = {"librosa": "griffin-lim", "pghipy": "pghi"}
 
 _ALIASES = [
     (re.compile(r"^(?:gl|griffin-lim-)(\d+)$"), lambda m: ("griffin-lim", {"iters": m[1]})),

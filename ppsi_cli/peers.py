@@ -9,6 +9,10 @@ instead of ppsi. Optional: the method refuses, in one line, where its library is
   default padding are ``center=True`` with the same ``pad_mode``; any other framing (ppsi's
   start-referenced frames, HiFi-GAN's padding) is ``center=False`` with the first ``pad``
   samples dropped, so the output is aligned with the original signal.
+- ``pghipy``: ``pghipy.pghi`` (Průša et al.'s heap integration compiled by numba) gives the
+  phase of the magnitudes, with ppsi's Gaussian ``gamma`` of the window; ppsi's ISTFT makes the
+  waveform. pghipy's gradients follow its own STFT (frames centred on the window, a Gaussian
+  window), so on other STFTs its phase is approximate: a speed reference more than a quality one.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .dsp.mel import mel_values
 from .dsp.stft import default_length
 
 #: method name -> the module it needs
-LIBRARIES = {"librosa": "librosa"}
+LIBRARIES = {"librosa": "librosa", "pghipy": "pghipy"}
 
 
 def available(name: str) -> bool:
@@ -35,6 +39,32 @@ def require(name: str) -> None:
     if not available(name):
         raise ValueError(f"method {name} needs the {LIBRARIES[name]} package (pip install "
                          f"{LIBRARIES[name]}, or pip install 'ppsi[peers]')")
+
+
+def invert(name: str, x: torch.Tensor, cfg: StftConfig, mel: MelConfig | None,
+           length: int | None, options: dict) -> torch.Tensor:
+    """Peer ``name``'s waveform (..., length) of ``x`` (..., K or n_mels, T)."""
+    if name == "librosa":
+        return librosa_invert(x, cfg, mel, length, options["iters"], options["momentum"],
+                              options["seed"])
+    if mel is not None:
+        raise ValueError(f"method {name} takes linear magnitudes, not a mel spectrogram")
+    return pghipy_invert(x, cfg, length, options["tol"])
+
+
+def pghipy_invert(x: torch.Tensor, cfg: StftConfig, length: int | None,
+                  tol: float) -> torch.Tensor:
+    import pghipy
+
+    from .baselines.pghi import gamma
+    from .dsp.stft import istft
+
+    flat = x.detach().cpu().reshape(-1, *x.shape[-2:]).double().numpy()
+    phase = np.stack([pghipy.pghi(np.ascontiguousarray(m.T), win_length=cfg.n_fft,
+                                  hop_length=cfg.hop_length, gamma=gamma(cfg), tol=tol).T
+                      for m in flat])
+    spec = torch.polar(x.reshape(flat.shape), torch.from_numpy(phase).to(x.dtype))
+    return istft(spec, cfg, length).reshape(*x.shape[:-2], -1)
 
 
 def _librosa_window(cfg: StftConfig):

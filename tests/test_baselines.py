@@ -294,3 +294,34 @@ def test_all_zero_input_gives_silence():
     for name in CLASSICAL:
         y = invert(mag, name)
         assert torch.equal(y, torch.zeros_like(y)), name
+
+
+@pytest.mark.parametrize("tol", [1e-6, 0.05])
+def test_compiled_heap_integration_equals_the_python_loop(speech, tol) -> None:
+    """With numba, PGHI's heap runs compiled, islands found by a flood fill instead of a sort
+    of every bin: the phase must be the Python loop's to the bit (digital silence and a high
+    tolerance make many islands)."""
+    pytest.importorskip("numba")
+    import numpy as np
+
+    from ppsi_cli.baselines import pghi as P
+
+    x, _ = speech
+    cfg = StftConfig()
+    mag = stft(x, cfg).abs()
+    mag[:, 60:70] = 0
+    tg, fg = P.phase_gradients(mag, cfg)
+    a, tg, fg = (P._flat_batch(t)[0] for t in (mag, tg, fg))
+    assert P._compiled_heap() is not None
+    np.testing.assert_array_equal(P._heap_offline(a, tg, fg, tol),
+                                  P._heap_offline_python(a, tg, fg, tol))
+
+
+def test_pghipy_peer_inverts_to_the_length_asked(speech) -> None:
+    pytest.importorskip("pghipy")
+    import ppsi_cli
+
+    x, sr = speech
+    cfg = StftConfig()
+    y = ppsi_cli.invert(stft(x, cfg).abs().float(), "pghipy", length=len(x))
+    assert y.shape == x.shape and torch.isfinite(y).all() and y.abs().max() > 0.01
