@@ -24,12 +24,13 @@ from ..dsp.stft import default_length, istft, n_frames, stft
 
 def _with_phase(mag: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``mag * exp(j angle(c))`` (angle 0 where ``c`` is 0), as ``c * mag / |c|`` on the real
-    view: a square root instead of an angle and a polar (atan2, cos, sin), half the time."""
+    view: a square root instead of an angle and a polar (atan2, cos, sin), a fifth of the time."""
     r = torch.view_as_real(c)
-    size2 = r.square().sum(-1)
-    out = torch.view_as_complex(r * (mag * size2.clamp_min(torch.finfo(size2.dtype).tiny)
-                                     .rsqrt_()).unsqueeze(-1))
+    re, im = r[..., 0], r[..., 1]
+    size2 = torch.addcmul(re * re, im, im)
     silent = size2 == 0
+    scale = mag * size2.clamp_min_(torch.finfo(size2.dtype).tiny).rsqrt_()
+    out = torch.view_as_complex(r * scale.unsqueeze(-1))
     return torch.where(silent, mag.to(c.dtype), out) if silent.any() else out
 
 
@@ -62,6 +63,7 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
     t_prev = c
     for _ in range(n_iter):
         t = _with_phase(mag, stft(istft(c, cfg, proj_len), cfg))
-        c = t + momentum * (t - t_prev) if momentum else t
+        # t + momentum (t - t_prev), in one pass
+        c = torch.lerp(t_prev, t, 1.0 + momentum) if momentum else t
         t_prev = t
     return _with_phase(mag, c)
