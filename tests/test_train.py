@@ -70,6 +70,11 @@ def test_loss_is_minus_one_per_valid_bin_when_prediction_equals_target(speech):
         prev = torch.nn.functional.pad(out[..., :-1], (1, 0))  # column t holds frame t-1
         out4 = torch.cat([prev, out], dim=1)
         assert model_loss(out4, b, f, w_b, w_f, strided=True).item() == pytest.approx(-1, abs=1e-6)
+        # a delayed model's column t holds frame t - 2: right when scored with delay 2 only
+        late = torch.nn.functional.pad(out[..., :-2], (2, 0))
+        assert model_loss(late, b, f, w_b, w_f, strided=False, delay=2).item() == \
+            pytest.approx(-1, abs=1e-6)
+        assert model_loss(late, b, f, w_b, w_f, strided=False).item() > -0.5
         # the FPD share weighs the two terms: BPD right (-1) and FPD off by pi (+1)
         flipped = torch.stack([b, torch.nn.functional.pad(f + np.pi, (0, 0, 0, 1))], dim=1)
         for share in (0.25, 0.5, 0.8):
@@ -212,6 +217,30 @@ def test_strided_init_from_online(toy_tree: Path, tmp_path):
                                        "--strided", "--dilation-growth", "2", "--init-from",
                                        str(online / "weights.pt")))
     assert r.exit_code != 0 and "dilated" in r.output and "Traceback" not in r.output
+
+
+def test_delayed_init_from_online_puts_frame_t_at_its_channel(toy_tree: Path, tmp_path):
+    """An online model (context 4: frames t..t-3) starts a delayed one (context 5, delay 2:
+    frames t+2..t-2) with its channels at frames t..t-2, the look-ahead channels zero."""
+    from ppsi_cli.train.loop import init_from_weights
+    from ppsi_cli.config import ModelConfig
+    from ppsi_cli.model import PhaseDiffNet
+    from ppsi_cli.weights import load_weights
+
+    online = tmp_path / "online"
+    assert runner.invoke(app, _train_args(toy_tree, online, 3)).exit_code == 0
+    src = load_weights(online / "weights.pt").net.stem.weight
+    net = PhaseDiffNet(ModelConfig(context=5, delay=2, channels=4, blocks=1))
+    init_from_weights(net, str(online / "weights.pt"))
+    assert torch.equal(net.stem.weight[:, 2:5], src[:, :3])
+    assert not net.stem.weight[:, :2].any()
+    out = tmp_path / "delayed"
+    r = runner.invoke(app, _train_args(toy_tree, out, 3, "--context", "5", "--delay", "2",
+                                       "--init-from", str(online / "weights.pt")))
+    assert r.exit_code == 0, r.output
+    info = json.loads(runner.invoke(app, ["info", "--weights", str(out / "weights.pt"),
+                                          "--json"]).stdout)
+    assert info["variant"] == "offline" and info["latency_samples"] == 1024 + 2 * 256
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "gpus", "resume-missing",
