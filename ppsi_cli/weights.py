@@ -55,6 +55,8 @@ SHIPPED: tuple[Shipped, ...] = (
             "52014395e72f98951f2ff600bbb8a0d5dfad3cdb1f274e70e37e27a79eb097de"),
     Shipped("online", "hann", Fraction(1, 8), "ppsi-online-hann87-153a05ac.pt",
             "153a05ac0f3565b218be788238a6382735c57f02e1844cda3883fc82031faf43"),
+    Shipped("online", "hann", Fraction(1, 4), "ppsi-online-mel-dbd3ce4f.pt",
+            "dbd3ce4f52e2ed1e5f5adf5d0cef19cccd1cd7e006e7e3979eef0587a0339a5f", input="mel"),
 )
 
 

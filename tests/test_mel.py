@@ -166,11 +166,15 @@ def test_mel_network_is_picked_for_mel_input_and_streams_alike(speech):
     assert model_input(inv.model) == "mel" and inv.notices == []
     assert inv.stft == _preset("hifigan")[1]
     mel, cfg = _preset("hifigan")
-    m = mel_spectrogram(stft(_audio(speech, 22050), cfg).abs(), mel, cfg)
+    # float64 and 40 frames: the online recursion lets float rounding grow over long inputs,
+    # most on the smooth NNLS magnitudes (docs/experiments.md), so only exact arithmetic can
+    # show that chunking changes nothing
+    inv.model.net.double()
+    m = mel_spectrogram(stft(_audio(speech, 22050).double(), cfg).abs(), mel, cfg)[:, 80:120]
     whole = inv(m)
     stream = inv.stream()
     parts = [stream.push(m[:, s:s + 7]) for s in range(0, m.shape[-1], 7)] + [stream.flush()]
-    torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=1e-6)
     # the linear network on mel input works, with a notice
     lin = ppsi_cli.Inverter("ppsi", mel="hifigan",
                             weights=str(ppsi_cli.weights.shipped_weights("online", cfg)))
