@@ -17,8 +17,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppsi": ("ppsi online: causal CNN + least squares", {"refine": 0, "momentum": 0.99}),
     "ppsi-strided": ("ppsi strided: CNN every second frame, one hop of look-ahead",
                      {"refine": 0, "momentum": 0.99}),
-    "ppsi-offline": ("ppsi with look-ahead: the CNN sees 2 frames after the one it predicts",
-                     {"refine": 0, "momentum": 0.99}),
+    "ppsi-offline": ("ppsi with look-ahead (the CNN sees 2 frames after the one it predicts) "
+                     "+ 16 fast Griffin-Lim iterations: offline", {"refine": 16, "momentum": 0.99}),
     "oracle": ("least squares from the true phase differences (needs the complex STFT)", {}),
     "griffin-lim": ("fast Griffin-Lim (offline; momentum 0 is plain Griffin-Lim)",
                     {"iters": 32, "momentum": 0.99, "seed": 0}),
@@ -41,6 +41,8 @@ _SHOWN = {"griffin-lim": ("iters",), "librosa": ("iters",)}
 ONLINE = ("ppsi", "ppsi-strided", "ppsi-offline", "oracle", "rtisi", "rtisi-la", "rtpghi")
 #: methods that use a trained network -> the variant of shipped weights each uses
 NETWORK = {"ppsi": "online", "ppsi-strided": "strided", "ppsi-offline": "offline"}
+#: variant of weights -> the method that runs them
+BY_VARIANT = {variant: name for name, variant in NETWORK.items()}
 #: other libraries' inversions (:mod:`ppsi_cli.peers`) -> the ppsi method each does the work of
 PEERS = {"librosa": "griffin-lim", "pghipy": "pghi"}
 

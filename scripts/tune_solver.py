@@ -24,7 +24,8 @@ from ppsi_cli.inverter import Inverter
 from ppsi_cli.metrics import MetricError, estoi, pesq_wb
 from ppsi_cli.train.data import find_audio, load_mono
 from ppsi_cli.train.objective import network_magnitude
-from ppsi_cli.weights import load_weights, model_mel, save_weights
+from ppsi_cli.methods import BY_VARIANT
+from ppsi_cli.weights import load_weights, model_mel, model_variant, save_weights
 
 
 def main() -> None:
@@ -55,7 +56,7 @@ def main() -> None:
         args.p, args.g, args.floor, args.diag_load)))
     for p, g, floor, load in grid:
         solver = SolverConfig(p=p, g=g, mag_floor=floor, diag_load=load)
-        inv = Inverter("ppsi-strided" if model.net.cfg.strided else "ppsi", model=model,
+        inv = Inverter(BY_VARIANT[model_variant(model)], model=model,
                        solver=solver)
         pesqs, estois, failed = [], [], 0
         for x, mag in items:

@@ -205,7 +205,7 @@ def test_delayed_model_sees_exactly_its_look_ahead_and_streams_alike(speech, chu
     torch.testing.assert_close(b_s, b, rtol=0, atol=1e-5)
     torch.testing.assert_close(f_s, f, rtol=0, atol=1e-5)
     model = LoadedModel(net.double(), cfg, SolverConfig())  # float64: no rounding to amplify
-    inv = Inverter("ppsi-offline", model=model)
+    inv = Inverter("ppsi-offline+refine=0", model=model)
     whole = inv(mag.double())
     st = inv.stream()
     streamed = torch.cat([st.push(mag[:, t:t + 1].double()) for t in range(41)] + [st.flush()])

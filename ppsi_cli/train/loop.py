@@ -150,14 +150,14 @@ class Trainer:
     def eval_quality(self) -> dict[str, float]:
         """WB-PESQ / ESTOI of the full online pipeline on the first validation files."""
         from ..inverter import Inverter
+        from ..methods import BY_VARIANT
         from ..metrics import estoi, pesq_wb
         from ..weights import LoadedModel, model_variant
 
         net = copy.deepcopy(getattr(self.net, "module", self.net)).cpu().eval()
         scfg, sr = self.cfg.stft, self.cfg.stft.sample_rate
-        inv = Inverter({"strided": "ppsi-strided", "offline": "ppsi-offline"}.get(
-                           model_variant(LoadedModel(net, scfg, self.cfg.solver)), "ppsi"),
-                       model=LoadedModel(net, scfg, self.cfg.solver))
+        model = LoadedModel(net, scfg, self.cfg.solver)
+        inv = Inverter(BY_VARIANT[model_variant(model)], model=model)
         pesqs, estois = [], []
         for audio in self.val.audio[: self.cfg.eval_files]:
             x = torch.from_numpy(audio[: 8 * sr]).double()
