@@ -86,16 +86,17 @@ def _stft_of(entry) -> "StftConfig":
 
 
 def test_registry_names_every_shipped_file_with_its_hash() -> None:
-    from ppsi_cli.weights import model_family
+    from ppsi_cli.weights import model_family, model_input, model_variant
 
-    assert len({(e.variant, e.family) for e in W.SHIPPED}) == len(W.SHIPPED)
+    assert len({(e.variant, e.family, e.input) for e in W.SHIPPED}) == len(W.SHIPPED)
     for entry in W.SHIPPED:
-        path = W.shipped_weights(entry.variant, _stft_of(entry))
+        path = W.shipped_weights(entry.variant, _stft_of(entry), entry.input)
         assert path.name == entry.file
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
-        model = W.load_model(variant=entry.variant, stft=_stft_of(entry))
-        assert model.net.cfg.strided == (entry.variant == "strided")
-        assert model_family(model) == entry.family  # the file declares what the registry says
+        model = W.load_model(variant=entry.variant, stft=_stft_of(entry), input=entry.input)
+        # the file declares what the registry says
+        assert model_variant(model) == entry.variant and model_input(model) == entry.input
+        assert model_family(model) == entry.family
     assert W.shipped_for("online").family == ("hann", Fraction(1, 4))  # the default
     with pytest.raises(ValueError, match="no shipped weights variant 'huge'"):
         W.shipped_weights("huge")
