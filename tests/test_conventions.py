@@ -152,11 +152,13 @@ def test_ppsi_serves_the_shipped_families_only(speech) -> None:
         ppsi_cli.invert(mag, stft=hamming)
     assert ppsi_cli.invert(mag, "pghi", stft=hamming).shape == (
         default_length(mag.shape[-1], hamming),)  # the classical methods work everywhere
+    from ppsi_cli.methods import BY_VARIANT
+
     for entry in SHIPPED:
         cfg = stft_config({"n_fft": 512, "window": entry.window,
                            "hop_length": int(512 * entry.hop_over_win), "sample_rate": 22050})
-        inv = ppsi_cli.Inverter("ppsi" if entry.variant == "online" else "ppsi-strided",
-                                stft=cfg)
+        mel = "hifigan+n_mels=40" if entry.input == "mel" else None  # the input picks it too
+        inv = ppsi_cli.Inverter(BY_VARIANT[entry.variant], stft=cfg, mel=mel)
         assert model_family(inv.model) == entry.family and inv.model.path.endswith(entry.file)
 
 
