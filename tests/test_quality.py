@@ -27,6 +27,14 @@ MEASURED = {  # (clip fixture, method, window, n_fft, hop): (WB-PESQ, ESTOI)
     ("speech2", "ppsi", "sqrt-hann", 512, 256): (3.586, 0.9747),
     ("speech", "ppsi", "hann", 1024, 128): (4.128, 0.9891),  # the 87.5 % overlap network
     ("speech2", "ppsi", "hann", 1024, 128): (4.158, 0.9962),
+    ("speech", "ppsi-offline", "hann", 1024, 256): (3.917, 0.9792),  # look-ahead + 16 GL
+    ("speech2", "ppsi-offline", "hann", 1024, 256): (4.140, 0.9961),
+}
+MEASURED_MEL = {  # (clip fixture, preset): (WB-PESQ, ESTOI) at 16 kHz, the mel network
+    ("speech", "hifigan"): (3.646, 0.9461),
+    ("speech2", "hifigan"): (4.079, 0.9740),
+    ("speech", "vocos"): (3.831, 0.9563),
+    ("speech2", "vocos"): (4.126, 0.9812),
 }
 
 
@@ -42,3 +50,23 @@ def test_shipped_weights_keep_their_quality(request, clip, method, window, n_fft
     assert wb >= want_wb - 0.05, (wb, want_wb)
     assert es >= want_es - 0.005, (es, want_es)
     assert np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("clip, preset", sorted(MEASURED_MEL))
+def test_shipped_mel_network_keeps_its_quality(request, clip, preset) -> None:
+    """The preset's mel of the clip (resampled to its rate) -> ppsi -> scored at 16 kHz."""
+    from ppsi_cli.config import mel_config, stft_config
+    from ppsi_cli.dsp.mel import mel_spectrogram
+    from ppsi_cli.io import resample
+
+    x, sr = request.getfixturevalue(clip)
+    mel, settings = mel_config(preset)
+    cfg = stft_config(settings)
+    xr = torch.from_numpy(resample(x.numpy(), sr, cfg.sample_rate).astype(np.float32))
+    y = invert(mel_spectrogram(stft(xr, cfg).abs(), mel, cfg), mel=preset, length=len(xr))
+    y = resample(y.double().numpy(), cfg.sample_rate, sr)[:len(x)]
+    ref = x.double().numpy()[:len(y)]
+    wb, es = pesq(sr, ref, y, "wb"), stoi(ref, y, sr, extended=True)
+    want_wb, want_es = MEASURED_MEL[(clip, preset)]
+    assert wb >= want_wb - 0.05, (wb, want_wb)
+    assert es >= want_es - 0.005, (es, want_es)
