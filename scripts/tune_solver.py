@@ -56,7 +56,7 @@ def main() -> None:
         args.p, args.g, args.floor, args.diag_load)))
     for p, g, floor, load in grid:
         solver = SolverConfig(p=p, g=g, mag_floor=floor, diag_load=load)
-        inv = Inverter(BY_VARIANT[model_variant(model)], model=model,
+        inv = Inverter(BY_VARIANT[model_variant(model)], refine=0, model=model,
                        solver=solver)
         pesqs, estois, failed = [], [], 0
         for x, mag in items:
