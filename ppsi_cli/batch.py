@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .config import MelConfig, StftConfig, mel_config, stft_config
+from .config import MelConfig, StftConfig, front_end, stft_config
 from .dsp.mel import mel_spectrogram
 from .dsp.stft import default_length, stft
 from .inverter import CHUNK_ROWS, Inverter, resolve_device
@@ -63,8 +63,7 @@ class InvertOptions:
     def __post_init__(self) -> None:
         self.spec = parse_method(self.method, iters=self.iters, momentum=self.momentum,
                                  refine=self.refine)
-        self.mel_cfg, mel_stft = mel_config(self.mel) if self.mel else (None, {})
-        self.base = stft_config(self.stft, stft_config(mel_stft))
+        self.mel_cfg, self.base = front_end(self.mel, self.stft)
         if self.mel and self.scale is not None:
             raise ValueError(f"--scale {self.scale} and --mel exclude each other (the mel "
                              "settings say its scale: log=...)")

@@ -332,6 +332,14 @@ def mel_config(spec: "str | MelConfig | dict[str, Any] | None",
     return MelConfig(**parsed), stft
 
 
+def front_end(mel: "str | MelConfig | dict | None",
+              given: dict[str, Any]) -> tuple[MelConfig | None, StftConfig]:
+    """``(mel settings or None, STFT)`` of a command: the STFT ``given`` (settings, None: not
+    given) on top of the mel preset's STFT (without a mel: the defaults)."""
+    mel_cfg, mel_stft = mel_config(mel) if mel else (None, {})
+    return mel_cfg, stft_config(given, stft_config(mel_stft))
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     """Weighted least-squares phase integration (:mod:`ppsi_cli.integrate`).

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import MelConfig, StftConfig, mel_config, stft_config
+from .config import MelConfig, StftConfig, front_end
 from .dsp.mel import mel_spectrogram
 from .dsp.stft import stft
 from .io import AUDIO_EXTS
@@ -53,8 +53,7 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         self.parsed = parse_methods(self.methods)
-        self.mel_cfg, mel_stft = mel_config(self.mel) if self.mel else (None, {})
-        self.cfg = stft_config(self.stft, stft_config(mel_stft))
+        self.mel_cfg, self.cfg = front_end(self.mel, self.stft)
         self.pairs = parse_pairs(self.compare, self.parsed)
         if self.jobs < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("jobs and limit must be >= 1")

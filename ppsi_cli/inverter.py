@@ -19,7 +19,7 @@ import torch
 
 from .config import MelConfig, SolverConfig, StftConfig, mel_config, stft_config
 from .dsp.features import floor_frame
-from .dsp.mel import check_mel, mel_to_magnitude
+from .dsp.mel import check_mel, mel_filters, mel_to_magnitude
 from .dsp.phase import bpd, fpd
 from .dsp.stft import OverlapAdd, check_spectrogram, default_length, istft
 from .integrate import PhaseIntegrator
@@ -213,6 +213,8 @@ class Inverter:
             raise ValueError(f"method {self.method.name} but the weights hold a "
                              f"{model_variant(model)} model")
         self.stft = stft or (model.stft if model else StftConfig())
+        if self.mel is not None:
+            mel_filters(self.mel, self.stft)  # settings that do not fit the STFT: refused here
         self.notices: list[str] = []  # what a user should know of this inverter's results
         if self.method.uses_network and model_input(model) != given:
             self.notices.append(f"the network was trained on {model_input(model)} input, this "

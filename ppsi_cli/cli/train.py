@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..config import ModelConfig, SolverConfig, TrainConfig, mel_config, stft_config
+from ..config import ModelConfig, SolverConfig, TrainConfig, front_end
 from . import app
 from .common import err, fail, with_stft_options
 
@@ -110,7 +110,7 @@ def train(
         raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
     try:
         factors = parse_factors(speed_perturb)
-        mel_cfg, mel_stft = mel_config(mel) if mel else (None, {})
+        mel_cfg, stft_cfg = front_end(mel, stft)
         cfg = TrainConfig(
             data=str(data), out=str(out), val_data=str(val_data) if val_data else None,
             segment_seconds=segment_seconds, batch_size=batch_size, lr=lr,
@@ -124,7 +124,7 @@ def train(
             model=ModelConfig(context=context, channels=channels, kernel_size=kernel_size,
                               blocks=blocks, strided=strided,
                               dilation_growth=dilation_growth, delay=delay),
-            stft=stft_config(stft, stft_config(mel_stft)),
+            stft=stft_cfg,
             solver=SolverConfig(p=p, g=g), mel=mel_cfg)
         launch(cfg, gpus or procs, str(resume) if resume else None, draw_event)
     except (TrainError, ValueError) as exc:

@@ -52,6 +52,9 @@ def mel_to_hz(m: np.ndarray, scale: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _filters(mel: MelConfig, sample_rate: int, n_fft: int) -> torch.Tensor:
+    if mel.upper(sample_rate) > sample_rate / 2 + 1e-9:
+        raise ValueError(f"mel f_max {mel.upper(sample_rate):g} Hz lies above the Nyquist "
+                         f"frequency of {sample_rate} Hz")
     points = mel_to_hz(np.linspace(hz_to_mel(mel.f_min, mel.mel_scale),
                                    hz_to_mel(mel.upper(sample_rate), mel.mel_scale),
                                    mel.n_mels + 2), mel.mel_scale)
@@ -93,9 +96,6 @@ def mel_spectrogram(mag: torch.Tensor, mel: MelConfig, stft: StftConfig) -> torc
 def check_mel(x: torch.Tensor, mel: MelConfig, stft: StftConfig) -> None:
     """The one validator of mel input: shape ``(..., n_mels, T >= 1)``, real, finite, and
     non-negative unless it is a log-mel. Raises ValueError naming the problem."""
-    if mel.upper(stft.sample_rate) > stft.sample_rate / 2 + 1e-9:
-        raise ValueError(f"mel f_max {mel.upper(stft.sample_rate):g} Hz lies above the Nyquist "
-                         f"frequency of {stft.sample_rate} Hz")
     if x.ndim < 2:
         raise ValueError(f"mel spectrogram must have shape (..., bands, time), got "
                          f"{tuple(x.shape)}")
