@@ -10,7 +10,7 @@ _WHERE = {
     "METHODS": "methods", "Method": "methods", "parse_method": "methods",
     "SHIPPED": "weights", "load_model": "weights",
     "ModelConfig": "config", "SolverConfig": "config", "StftConfig": "config",
-    "TrainConfig": "config",
+    "TrainConfig": "config", "keep_freed_memory": "runtime",
 }
 __all__ = sorted(_WHERE) + ["__version__"]
 

@@ -491,6 +491,9 @@ def _run_long(inp: Path, outp: Path, inverters: Inverters, options: InvertOption
 
 
 def _shard_worker(args) -> dict[str, Any]:
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     src, out_dir, options, gpu = args
     options.device = f"cuda:{gpu}"
     return run_batch(Path(src), Path(out_dir), options).to_dict()

@@ -388,6 +388,7 @@ class ModelConfig:
     ``delay`` models predict frame t from the pass whose newest frame is t + delay: they see
     ``delay`` frames after the one they predict (for ``context = 2 delay + 1``, as many after as
     before: the centred time differences the phase follows), at ``delay`` hops more latency.
+    A strided delayed model predicts frames t - 1 - delay and t - delay from the pass at t.
     """
 
     context: int = 4
@@ -422,13 +423,16 @@ class ModelConfig:
         if not 0 <= self.delay < self.context:
             raise ValueError(f"ModelConfig.delay must be in [0, context), got {self.delay} "
                              f"(context {self.context})")
-        if self.delay and self.strided:
-            raise ValueError("a model is strided or delayed, not both")
 
     @property
     def lookahead(self) -> int:
-        """Frames of look-ahead (latency beyond one frame): 1 for strided models, ``delay``."""
-        return 1 if self.strided else self.delay
+        """Frames of look-ahead (latency beyond one frame): ``delay``, one more if strided."""
+        return self.delay + int(self.strided)
+
+    @property
+    def variant(self) -> str:
+        """``offline`` (delayed: look-ahead, strided or not), ``strided`` or ``online``."""
+        return "offline" if self.delay else "strided" if self.strided else "online"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,13 +12,13 @@ from .weights import SHIPPED, family_name, load_model, load_weights, model_input
 def describe(net: PhaseDiffNet, stft: StftConfig, solver: SolverConfig,
              source: str, input: str = "linear") -> dict[str, Any]:
     """Algorithmic latency: a frame needs ``win_length`` samples; strided models wait one hop
-    more for their look-ahead frame, delayed ones ``delay`` hops. ``input``: linear magnitudes, or mel (NNLS magnitudes of a
-    mel spectrogram)."""
+    more for their look-ahead frame, delayed ones ``delay`` hops more. ``input``: linear
+    magnitudes, or mel (NNLS magnitudes of a mel spectrogram)."""
     strided = net.cfg.strided
     frames_per_pass = 2 if strided else 1
     latency = stft.win_length + net.cfg.lookahead * stft.hop_length
     return {
-        "variant": "strided" if strided else "offline" if net.cfg.delay else "online",
+        "variant": net.cfg.variant,
         "input": input,
         "source": source,
         "parameters": count_parameters(net),

@@ -100,6 +100,9 @@ _STATE: dict[str, Any] = {}
 
 
 def _init(options: EvalOptions) -> None:
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(1)
     _STATE["inverters"] = _inverters(options)
 

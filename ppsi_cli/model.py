@@ -141,7 +141,7 @@ class NetworkStream:
         self._past: torch.Tensor | None = None  # log-magnitudes (B, F, <= context - 1)
         self._pending: torch.Tensor | None = None  # strided: frame (B, F, 1) awaiting look-ahead
         self._held: torch.Tensor | None = None  # delayed: the last frames, awaiting theirs
-        self._seen = 0  # frames pushed
+        self._seen = 0  # delayed: outputs made before the delay, frames predicted
 
     @torch.no_grad()
     def push(self, mag: torch.Tensor, last: bool = False
@@ -150,13 +150,18 @@ class NetworkStream:
         wait for their look-ahead get it in this same pass (as :meth:`flush` would give it)."""
         if self.net.cfg.delay:
             return self._push_delayed(mag, last)
+        return self._push_now(mag, last)
+
+    def _push_now(self, mag: torch.Tensor, last: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`push` without the delay: output j is that of the pass(es) up to frame j."""
         net = self.net
         if self._pending is not None:
             mag, self._pending = torch.cat([self._pending, mag], dim=-1), None
         if net.cfg.strided and mag.shape[-1] % 2:
             if last:
                 look = floor_frame(mag[..., -1]).unsqueeze(-1)
-                m, b, f = self.push(torch.cat([mag, look], dim=-1))
+                m, b, f = self._push_now(torch.cat([mag, look], dim=-1), False)
                 return m[..., :-1], b[..., :-1], f[..., :-1]
             mag, self._pending = mag[..., :-1], mag[..., -1:]
         n_b, n_f, n_t = mag.shape
@@ -188,8 +193,9 @@ class NetworkStream:
     @torch.no_grad()
     def _push_delayed(self, mag: torch.Tensor, last: bool
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The pass at frame s predicts frame s - d: the last d frames are held until d more
-        arrive (or, at the end, d silent frames, :func:`floor_frame` of the last one)."""
+        """The pass at frame s predicts frame s - d (strided: s - 1 - d and s - d): the frames not
+        yet predicted are held until d more arrive (or, at the end, d silent frames,
+        :func:`floor_frame` of the last one)."""
         d, n_b, n_f = self.net.cfg.delay, mag.shape[0], mag.shape[1]
         held = self._held if self._held is not None else mag[..., :0]
         joined = torch.cat([held, mag], dim=-1)
@@ -198,15 +204,15 @@ class NetworkStream:
             mag = torch.cat([mag, look.to(mag.dtype)], dim=-1)
         if mag.shape[-1] == 0:
             return mag, mag.new_empty(n_b, n_f, 0), mag.new_empty(n_b, n_f - 1, 0)
-        out = self._passes(mag)
-        drop = max(0, d - self._seen)  # passes before frame d predict no frame
-        self._seen += mag.shape[-1]
-        out = out[..., drop:]
-        ready = joined[..., :out.shape[-1]]
-        self._held = None if last else joined[..., out.shape[-1]:]
+        _, b, f = self._push_now(mag, last)
+        drop = max(0, d - self._seen)  # outputs before frame d predict no frame
+        self._seen += b.shape[-1]
+        b, f = b[..., drop:], f[..., drop:]
+        ready = joined[..., :b.shape[-1]]
+        self._held = None if last else joined[..., b.shape[-1]:]
         if last:
             self._seen, self._past = 0, None
-        return ready, out[:, 0], out[:, 1, :-1]
+        return ready, b, f
 
     def flush(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """The frames still waiting for their look-ahead (strided, odd count; delayed, the last

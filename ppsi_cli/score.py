@@ -163,6 +163,9 @@ def _init_worker() -> None:
     # One thread per worker: the workers are the parallelism.
     import torch
 
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(1)
 
 

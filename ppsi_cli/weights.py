@@ -233,9 +233,8 @@ def model_mel(model: LoadedModel) -> MelConfig | None:
 
 
 def model_variant(model: LoadedModel) -> str:
-    """``strided``, ``offline`` (a delayed network: look-ahead) or ``online``."""
-    cfg = model.net.cfg
-    return "strided" if cfg.strided else "offline" if cfg.delay else "online"
+    """``offline`` (a delayed network: look-ahead), ``strided`` or ``online``."""
+    return model.net.cfg.variant
 
 
 def model_input(model: LoadedModel) -> str:

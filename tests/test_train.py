@@ -75,6 +75,11 @@ def test_loss_is_minus_one_per_valid_bin_when_prediction_equals_target(speech):
         assert model_loss(late, b, f, w_b, w_f, strided=False, delay=2).item() == \
             pytest.approx(-1, abs=1e-6)
         assert model_loss(late, b, f, w_b, w_f, strided=False).item() > -0.5
+        # strided and delayed: column t holds frames t - 3 and t - 2
+        late4 = torch.cat([torch.nn.functional.pad(out[..., :-3], (3, 0)), late], dim=1)
+        assert model_loss(late4, b, f, w_b, w_f, strided=True, delay=2).item() == \
+            pytest.approx(-1, abs=1e-6)
+        assert model_loss(late4, b, f, w_b, w_f, strided=True).item() > -0.5
         # the FPD share weighs the two terms: BPD right (-1) and FPD off by pi (+1)
         flipped = torch.stack([b, torch.nn.functional.pad(f + np.pi, (0, 0, 0, 1))], dim=1)
         for share in (0.25, 0.5, 0.8):
@@ -234,6 +239,17 @@ def test_delayed_init_from_online_puts_frame_t_at_its_channel(toy_tree: Path, tm
     init_from_weights(net, str(online / "weights.pt"))
     assert torch.equal(net.stem.weight[:, 2:5], src[:, :3])
     assert not net.stem.weight[:, :2].any()
+    # a delayed source starts a longer look-ahead shifted by the difference of the delays
+    longer = PhaseDiffNet(ModelConfig(context=7, delay=4, channels=4, blocks=1))
+    with torch.no_grad():
+        net.stem.weight.normal_()
+    delayed = tmp_path / "delayed.pt"
+    from ppsi_cli.config import SolverConfig, StftConfig
+    from ppsi_cli.weights import save_weights
+    save_weights(delayed, net, StftConfig(), SolverConfig())
+    init_from_weights(longer, str(delayed))
+    assert torch.equal(longer.stem.weight[:, 2:7], net.stem.weight)
+    assert not longer.stem.weight[:, :2].any()
     out = tmp_path / "delayed"
     r = runner.invoke(app, _train_args(toy_tree, out, 3, "--context", "5", "--delay", "2",
                                        "--init-from", str(online / "weights.pt")))

@@ -80,6 +80,9 @@ def _worker(local_rank: int, world: int, port: int, fn, args) -> None:
     os.environ.update({"RANK": str(local_rank), "LOCAL_RANK": str(local_rank),
                        "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port)})
+    from ..runtime import keep_freed_memory
+
+    keep_freed_memory()
     fn(*args)
 
 

@@ -185,8 +185,9 @@ class Trainer:
 def init_from_weights(net: PhaseDiffNet, path: str) -> None:
     """Start from a trained model's weights; an online head initialises both halves of a
     strided head (frames t-1 and t), which makes fine-tuning the strided variant cheap; a model
-    with look-ahead (a delayed one) gets the source's frame channels at the frames they saw
-    (frame t at channel ``delay``; those beyond its context dropped), the others zero."""
+    with more look-ahead (a longer delay) gets the source's frame channels at the frames they
+    saw (shifted by the difference of the delays; those beyond its context dropped), the
+    others zero."""
     from ..weights import load_weights
 
     try:
@@ -206,9 +207,9 @@ def init_from_weights(net: PhaseDiffNet, path: str) -> None:
             dst[name] = value
         elif name.startswith("head.") and dst[name].shape[0] == 2 * value.shape[0]:
             dst[name] = torch.cat([value, value])
-        elif (name == "stem.weight" and net.cfg.delay and dst[name].shape[0] == value.shape[0]
-              and dst[name].shape[2:] == value.shape[2:]):
-            d = net.cfg.delay
+        elif (name == "stem.weight" and net.cfg.delay >= src_net.cfg.delay
+              and dst[name].shape[0] == value.shape[0] and dst[name].shape[2:] == value.shape[2:]):
+            d = net.cfg.delay - src_net.cfg.delay
             n = min(value.shape[1], dst[name].shape[1] - d)
             dst[name] = torch.zeros_like(dst[name])
             dst[name][:, d:d + n] = value[:, :n]

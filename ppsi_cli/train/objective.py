@@ -73,14 +73,14 @@ def _over_halves(out: torch.Tensor, strided: bool, loss, delay: int = 0) -> torc
     ``frames`` slices the target columns the outputs predict.
 
     Default models predict frame t at column t; delayed ones (``delay`` d) frame t - d, so
-    columns d.. are scored against frames ..T-d. Strided models also predict frame t-1 at column
-    t (channels 0, 1; channels 2, 3 are frame t); both halves count equally.
+    columns d.. are scored against frames ..T-d. Strided models also predict frame t-1-d at
+    column t (channels 0, 1; channels 2, 3 are frame t-d); both halves count equally.
     """
+    n_t = out.shape[-1]
     if not strided:
-        n_t = out.shape[-1]
         return loss(out[:, 0, :, delay:], out[:, 1, :-1, delay:], slice(0, n_t - delay))
-    cur = loss(out[:, 2], out[:, 3, :-1], slice(None))
-    prev = loss(out[:, 0, :, 1:], out[:, 1, :-1, 1:], slice(None, -1))
+    cur = loss(out[:, 2, :, delay:], out[:, 3, :-1, delay:], slice(0, n_t - delay))
+    prev = loss(out[:, 0, :, 1 + delay:], out[:, 1, :-1, 1 + delay:], slice(0, n_t - 1 - delay))
     return 0.5 * (cur + prev)
 
 

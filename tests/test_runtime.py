@@ -1,0 +1,54 @@
+"""runtime.keep_freed_memory: glibc keeps freed blocks in the heap (checked with mallinfo2 in a
+fresh interpreter, where a 20 MB block is otherwise mapped and unmapped)."""
+
+import ctypes
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import ctypes, sys
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                               "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+applied = None
+if sys.argv[1] == "call":
+    import ppsi_cli
+    applied = ppsi_cli.keep_freed_memory()
+block = bytearray(20 << 20)
+del block
+print(applied, libc.mallinfo2().fordblks >> 20)
+"""
+
+
+def _glibc_with_mallinfo2() -> bool:
+    try:
+        ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return False
+    return sys.platform.startswith("linux")
+
+
+def _probe(mode: str, **env: str) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], env={**clean, **env},
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[0], int(out[1])
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2)")
+def test_freed_memory_stays_in_the_heap():
+    assert _probe("none") == ("None", 0)  # glibc's default: the block went back to the kernel
+    applied, free_mb = _probe("call")
+    assert applied == "True" and free_mb >= 20
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2)")
+def test_a_users_own_malloc_setting_is_left_alone():
+    applied, free_mb = _probe("call", MALLOC_TRIM_THRESHOLD_="0")
+    assert applied == "False" and free_mb == 0
