@@ -411,5 +411,5 @@ def _vs_peer(rows: list[dict], names) -> None:
             if (PEERS.get(peer.name) == mine.name and other["batch"] == row["batch"]
                     and all(mine.opts[k] == v for k, v in _shared(peer, mine).items())):
                 ratio = row["seconds_per_audio_second"] / other["seconds_per_audio_second"]
-                if ratio <= row.get("vs_peer", ratio):
+                if ratio >= row.get("vs_peer", ratio):  # the fastest peer: the highest ratio
                     row["vs_peer"], row["peer"] = ratio, other["method"]

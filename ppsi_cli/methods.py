@@ -31,12 +31,14 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
                 "librosa)", {"iters": 32, "momentum": 0.99, "seed": 0}),
     "pghipy": ("pghipy's PGHI (numba) with its own phase conventions (offline; a peer, needs "
                "pghipy)", {"tol": 1e-6}),
+    "torchaudio": ("torchaudio's griffinlim (offline; a peer, needs a torchaudio built for your "
+                   "torch)", {"iters": 32, "momentum": 0.99, "seed": 0}),
 }
 #: option -> type, for parsing strings and checking values
 _TYPES = {"refine": int, "iters": int, "seed": int, "lookahead": int, "momentum": float,
           "tol": float}
 #: options always spelled out in labels (a Griffin-Lim figure means nothing without them)
-_SHOWN = {"griffin-lim": ("iters",), "librosa": ("iters",)}
+_SHOWN = {"griffin-lim": ("iters",), "librosa": ("iters",), "torchaudio": ("iters",)}
 #: methods that run frame by frame (``Inverter.stream``) unless refined
 ONLINE = ("ppsi", "ppsi-strided", "ppsi-offline", "oracle", "rtisi", "rtisi-la", "rtpghi")
 #: methods that use a trained network -> the variant of shipped weights each uses
@@ -44,7 +46,7 @@ NETWORK = {"ppsi": "online", "ppsi-strided": "strided", "ppsi-offline": "offline
 #: variant of weights -> the method that runs them
 BY_VARIANT = {variant: name for name, variant in NETWORK.items()}
 #: other libraries' inversions (:mod:`ppsi_cli.peers`) -> the ppsi method each does the work of
-PEERS = {"librosa": "griffin-lim", "pghipy": "pghi"}
+PEERS = {"librosa": "griffin-lim", "pghipy": "pghi", "torchaudio": "griffin-lim"}
 
 _ALIASES = [
     (re.compile(r"^(?:gl|griffin-lim-)(\d+)$"), lambda m: ("griffin-lim", {"iters": m[1]})),

@@ -9,6 +9,10 @@ instead of ppsi. Optional: the method refuses, in one line, where its library is
   default padding are ``center=True`` with the same ``pad_mode``; any other framing (ppsi's
   start-referenced frames, HiFi-GAN's padding) is ``center=False`` with the first ``pad``
   samples dropped, so the output is aligned with the original signal.
+- ``torchaudio``: ``torchaudio.functional.griffinlim`` on linear magnitudes. Its frames are
+  centred (``torch.stft(center=True)``, reflect padding); on ppsi's other framings its output is
+  moved by the difference of the paddings, so it is aligned with the original signal, and the
+  padding it reflects differs from the zeros of those framings at the two ends.
 - ``pghipy``: ``pghipy.pghi`` (Průša et al.'s heap integration compiled by numba) gives the
   phase of the magnitudes, with ppsi's Gaussian ``gamma`` of the window; ppsi's ISTFT makes the
   waveform. pghipy's gradients follow its own STFT (frames centred on the window, a Gaussian
@@ -17,7 +21,7 @@ instead of ppsi. Optional: the method refuses, in one line, where its library is
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 import numpy as np
 import torch
@@ -27,18 +31,29 @@ from .dsp.mel import mel_values
 from .dsp.stft import default_length
 
 #: method name -> the module it needs
-LIBRARIES = {"librosa": "librosa", "pghipy": "pghipy"}
+LIBRARIES = {"librosa": "librosa", "pghipy": "pghipy", "torchaudio": "torchaudio"}
+#: peers not in the ``peers`` extra: torchaudio's wheel must match the installed torch (and
+#: its PyPI wheel pulls a CUDA build of torch)
+_OWN_INSTALL = {"torchaudio": "a torchaudio built for your torch"}
 
 
 def available(name: str) -> bool:
-    return importlib.util.find_spec(LIBRARIES[name]) is not None
+    """Whether peer ``name``'s library imports (an installed torchaudio built for another torch
+    fails to load its library)."""
+    try:
+        importlib.import_module(LIBRARIES[name])
+    except Exception:  # noqa: BLE001 (ImportError, or OSError from a mismatched native library)
+        return False
+    return True
 
 
 def require(name: str) -> None:
     """ValueError in one line when the library of peer ``name`` is missing."""
     if not available(name):
-        raise ValueError(f"method {name} needs the {LIBRARIES[name]} package (pip install "
-                         f"{LIBRARIES[name]}, or pip install 'ppsi[peers]')")
+        how = _OWN_INSTALL.get(name, f"pip install {LIBRARIES[name]}, or pip install "
+                                     "'ppsi[peers]'")
+        raise ValueError(f"method {name} needs the {LIBRARIES[name]} package ({how}); it is "
+                         "not installed or does not load")
 
 
 def invert(name: str, x: torch.Tensor, cfg: StftConfig, mel: MelConfig | None,
@@ -49,7 +64,33 @@ def invert(name: str, x: torch.Tensor, cfg: StftConfig, mel: MelConfig | None,
                               options["seed"])
     if mel is not None:
         raise ValueError(f"method {name} takes linear magnitudes, not a mel spectrogram")
+    if name == "torchaudio":
+        return torchaudio_invert(x, cfg, length, options["iters"], options["momentum"],
+                                 options["seed"])
     return pghipy_invert(x, cfg, length, options["tol"])
+
+
+def torchaudio_invert(x: torch.Tensor, cfg: StftConfig, length: int | None, iters: int,
+                      momentum: float, seed: int) -> torch.Tensor:
+    """torchaudio's fast Griffin-Lim of magnitudes ``x`` (..., K, T): waveform (..., length),
+    its random initial phase drawn from ``seed`` (the global generator is left as it was)."""
+    from torchaudio.functional import griffinlim
+
+    from .dsp.stft import window
+
+    n = default_length(x.shape[-1], cfg) if length is None else length
+    span = cfg.hop_length * (x.shape[-1] - 1)  # torchaudio's length for these frames
+    if span == 0:
+        raise ValueError("method torchaudio needs at least 2 frames")
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        y = griffinlim(x, window(cfg, x.dtype, x.device), cfg.n_fft, cfg.hop_length, cfg.n_fft,
+                       1.0, iters, momentum, span, True)
+    # torchaudio's frame t starts n_fft // 2 before t hop, the input's pad before: the same
+    # frames hold sample j of the signal at torchaudio's sample j - shift
+    shift = cfg.n_fft // 2 - cfg.pad
+    y = torch.nn.functional.pad(y, (max(0, shift), max(0, n - shift - span)))
+    return y[..., max(0, -shift):max(0, -shift) + n]
 
 
 def pghipy_invert(x: torch.Tensor, cfg: StftConfig, length: int | None,

@@ -325,3 +325,44 @@ def test_pghipy_peer_inverts_to_the_length_asked(speech) -> None:
     cfg = StftConfig()
     y = ppsi_cli.invert(stft(x, cfg).abs().float(), "pghipy", length=len(x))
     assert y.shape == x.shape and torch.isfinite(y).all() and y.abs().max() > 0.01
+
+
+def _torchaudio_or_skip():
+    from ppsi_cli.peers import available
+
+    if not available("torchaudio"):
+        pytest.skip("no torchaudio that loads beside this torch")
+    import torchaudio
+
+    return torchaudio
+
+
+def test_torchaudio_peer_is_torchaudios_griffinlim_aligned(speech) -> None:
+    """On centred frames the peer is torchaudio's griffinlim itself (same seed, same samples);
+    on ppsi's start-referenced frames its output is moved onto the original signal: closer to
+    it than the same output one hop off."""
+    torchaudio = _torchaudio_or_skip()
+    x, _ = speech
+    x = x[:16000].float()
+    centred = StftConfig(center=True)
+    mag = stft(x, centred).abs()
+    torch.manual_seed(3)
+    ours = invert(mag, "torchaudio+iters=8+seed=3", stft=centred, length=256 * (mag.shape[-1] - 1))
+    state = torch.random.get_rng_state()
+    torch.manual_seed(3)
+    theirs = torchaudio.functional.griffinlim(mag, torch.hann_window(1024), 1024, 256, 1024, 1.0,
+                                              8, 0.99, 256 * (mag.shape[-1] - 1), True)
+    torch.random.set_rng_state(state)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)  # windows: float64-made vs float32
+    cfg = StftConfig()
+    y = invert(stft(x, cfg).abs(), "torchaudio+iters=32", length=len(x))
+    assert y.shape == x.shape
+
+    def corr(a, b):
+        return float((a * b).sum() / (a.norm() * b.norm()))
+
+    env = torch.nn.functional.avg_pool1d(x.abs()[None], 256, 64)[0]
+    aligned = corr(torch.nn.functional.avg_pool1d(y.abs()[None], 256, 64)[0], env)
+    moved = corr(torch.nn.functional.avg_pool1d(y[256:].abs()[None], 256, 64)[0],
+                 env[:-4])
+    assert aligned > 0.95 and aligned > moved + 0.02, (aligned, moved)

@@ -39,7 +39,8 @@ def test_defaults_overrides_and_properties() -> None:
     assert parse_method("ppsi").online and parse_method("ppsi-strided").variant == "strided"
     assert not parse_method("ppsi+refine=2").online  # refining is offline
     assert set(METHODS) == {"ppsi", "ppsi-strided", "ppsi-offline", "oracle", "griffin-lim",
-                            "rtisi", "rtisi-la", "pghi", "rtpghi", "librosa", "pghipy"}
+                            "rtisi", "rtisi-la", "pghi", "rtpghi", "librosa", "pghipy",
+                            "torchaudio"}
     offline = parse_method("ppsi-offline")  # refines by default: offline; without, a stream
     assert offline.opts["refine"] == 16 and not offline.online
     assert parse_method("ppsi-offline+refine=0").online and offline.variant == "offline"

@@ -177,9 +177,10 @@ def invert_speed(
                                                "on (default: examples/audio)."),
     stft: dict = None,  # the STFT options, given by with_stft_options
     peers: bool = typer.Option(False, "--peers", help="Also time the other libraries' methods "
-                               "that are installed (librosa's griffinlim beside ppsi's "
-                               "Griffin-Lim rows; pip install 'ppsi[peers]'), with each of "
-                               "ppsi's rows' time over its peer's."),
+                               "that are installed (librosa's and torchaudio's griffinlim "
+                               "beside ppsi's Griffin-Lim rows, pghipy beside PGHI; pip "
+                               "install 'ppsi[peers]'), with each of ppsi's rows' time over "
+                               "its fastest peer's."),
 ) -> None:
     """Time every inversion method on real speech: seconds per audio second, CNN vs LS."""
     import torch

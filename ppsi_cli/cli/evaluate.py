@@ -22,8 +22,9 @@ def eval_cmd(
                                 help="Comma-separated methods, options as +KEY=VALUE: ppsi, "
                                      "ppsi-strided, ppsi-offline (+refine=N), oracle, "
                                      "griffin-lim (+iters=N, "
-                                     "alias glN), rtisi, rtisi-la, pghi, rtpghi, librosa (a "
-                                     "peer: librosa's griffinlim / mel_to_audio)."),
+                                     "alias glN), rtisi, rtisi-la, pghi, rtpghi; peers: "
+                                     "librosa (griffinlim / mel_to_audio), torchaudio, "
+                                     "pghipy."),
     weights_online: Optional[Path] = typer.Option(None, help="Online weights (default shipped)."),
     weights_strided: Optional[Path] = typer.Option(None, help="Strided weights (default shipped)."),
     weights_offline: Optional[Path] = typer.Option(None, help="Look-ahead weights of "

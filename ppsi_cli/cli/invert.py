@@ -30,7 +30,8 @@ def invert(
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the input tree)."),
     method: str = typer.Option("ppsi", help="ppsi | ppsi-strided | ppsi-offline | oracle | "
                                             "rtisi-la | rtisi | griffin-lim | pghi | rtpghi | "
-                                            "librosa; options as +KEY=VALUE (e.g. "
+                                            "librosa | torchaudio | pghipy; options as "
+                                            "+KEY=VALUE (e.g. "
                                             "griffin-lim+iters=100)"),
     weights: Optional[Path] = typer.Option(None, help="Weights file (default: shipped weights)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
