@@ -141,7 +141,7 @@ class NetworkStream:
         self._past: torch.Tensor | None = None  # log-magnitudes (B, F, <= context - 1)
         self._pending: torch.Tensor | None = None  # strided: frame (B, F, 1) awaiting look-ahead
         self._held: torch.Tensor | None = None  # delayed: the last frames, awaiting theirs
-        self._seen = 0  # delayed: outputs made before the delay, frames predicted
+        self._seen = 0  # delayed: outputs made so far (the first d predict no frame)
 
     @torch.no_grad()
     def push(self, mag: torch.Tensor, last: bool = False

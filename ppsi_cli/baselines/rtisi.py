@@ -128,11 +128,13 @@ class RtisiLaStream:
         if lo > 0 or hi < n:
             seg = torch.nn.functional.pad(seg[:, lo:hi], (lo, n - hi))
         spec = torch.fft.rfft(seg * ana, dim=-1).add_(delta)
-        z = torch.polar(self._mags[u], torch.angle(spec))
+        # the magnitude with the phase of spec: spec is 0 only where the whole frame is silent
+        # (delta is 0 there), where the magnitude is 0 too
+        z = torch.sgn(spec).mul_(self._mags[u])
         if self.momentum:
             proj, prev = z, self._prev[u]
-            if prev is not None:
-                z = torch.add(proj * (1 + self.momentum), prev, alpha=-self.momentum)
+            if prev is not None:  # proj + momentum (proj - prev)
+                z = torch.lerp(prev, proj, 1 + self.momentum)
             self._prev[u] = proj
         new = torch.fft.irfft(z, n=n, dim=-1).mul_(self._win)
         segs[slot].add_(new).sub_(self._frames[slot])
@@ -163,7 +165,7 @@ class RtisiLaStream:
         if index < 0 or (self._end is not None and index * hop >= self._end):
             return self._empty()
         if self.momentum:  # the committed frame has its magnitude; the buffer keeps it too
-            z = torch.polar(self._mags[0], torch.angle(z))
+            z = torch.sgn(z).mul_(self._mags[0])
             self._frames[self._back] = torch.fft.irfft(z, n=n, dim=-1).mul_(self._win)
         frame = z.reshape(*self._lead, cfg.n_bins)
         return frame.unsqueeze(-1)
