@@ -310,11 +310,13 @@ def test_compiled_heap_integration_equals_the_python_loop(speech, tol) -> None:
     cfg = StftConfig()
     mag = stft(x, cfg).abs()
     mag[:, 60:70] = 0
-    tg, fg = P.phase_gradients(mag, cfg)
-    a, tg, fg = (P._flat_batch(t)[0] for t in (mag, tg, fg))
     assert P._compiled_heap() is not None
-    np.testing.assert_array_equal(P._heap_offline(a, tg, fg, tol),
-                                  P._heap_offline_python(a, tg, fg, tol))
+    # coarsely quantised magnitudes tie often: the heap must break ties as the Python one
+    for m in (mag, torch.round(mag * 2) / 2):
+        tg, fg = P.phase_gradients(m, cfg)
+        a, tg, fg = (P._flat_batch(t)[0] for t in (m, tg, fg))
+        np.testing.assert_array_equal(P._heap_offline(a, tg, fg, tol),
+                                      P._heap_offline_python(a, tg, fg, tol))
 
 
 def test_pghipy_peer_inverts_to_the_length_asked(speech) -> None:

@@ -185,46 +185,88 @@ def _heap_core(flat, tg, fg, todo, n_k):  # pragma: no cover (compiled by numba)
                     top += 1
         seeds.append(best)
     left = todo.copy()
-    heap = [(0.0, 0)]
-    heap.pop()
+    # a binary heap of bin indices on two arrays, ordered as heapq orders (-magnitude, index):
+    # the same pops in the same order as the Python loop's heap
+    keys = np.empty(n)
+    idx = np.empty(n, dtype=np.int64)
     for seed in seeds:
         left[seed] = False
-        heapq.heappush(heap, (-flat[seed], seed))
-        while len(heap) > 0:
-            i = heapq.heappop(heap)[1]
+        size = _heap_push(keys, idx, 0, -flat[seed], seed)
+        while size > 0:
+            i = idx[0]
+            size = _heap_pop(keys, idx, size)
             k = i % n_k
             if k + 1 < n_k and left[i + 1]:
                 ph[i + 1] = ph[i] + 0.5 * (fg[i] + fg[i + 1])
                 left[i + 1] = False
-                heapq.heappush(heap, (-flat[i + 1], i + 1))
+                size = _heap_push(keys, idx, size, -flat[i + 1], i + 1)
             if k > 0 and left[i - 1]:
                 ph[i - 1] = ph[i] - 0.5 * (fg[i] + fg[i - 1])
                 left[i - 1] = False
-                heapq.heappush(heap, (-flat[i - 1], i - 1))
+                size = _heap_push(keys, idx, size, -flat[i - 1], i - 1)
             j = i + n_k
             if j < n and left[j]:
                 ph[j] = ph[i] + 0.5 * (tg[i] + tg[j])
                 left[j] = False
-                heapq.heappush(heap, (-flat[j], j))
+                size = _heap_push(keys, idx, size, -flat[j], j)
             j = i - n_k
             if j >= 0 and left[j]:
                 ph[j] = ph[i] - 0.5 * (tg[i] + tg[j])
                 left[j] = False
-                heapq.heappush(heap, (-flat[j], j))
+                size = _heap_push(keys, idx, size, -flat[j], j)
     return ph
+
+
+def _heap_push(keys, idx, size, key, i):  # pragma: no cover (compiled by numba)
+    """Add (key, i) to the heap of ``size`` entries; returns the new size."""
+    pos = size
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if keys[parent] < key or (keys[parent] == key and idx[parent] < i):
+            break
+        keys[pos], idx[pos] = keys[parent], idx[parent]
+        pos = parent
+    keys[pos], idx[pos] = key, i
+    return size + 1
+
+
+def _heap_pop(keys, idx, size):  # pragma: no cover (compiled by numba)
+    """Remove the smallest entry (at 0) of the heap of ``size``; returns the new size."""
+    size -= 1
+    key, i = keys[size], idx[size]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and (keys[right] < keys[child]
+                             or (keys[right] == keys[child] and idx[right] < idx[child])):
+            child = right
+        if key < keys[child] or (key == keys[child] and i < idx[child]):
+            break
+        keys[pos], idx[pos] = keys[child], idx[child]
+        pos = child
+    keys[pos], idx[pos] = key, i
+    return size
 
 
 _COMPILED: list = []
 
 
 def _compiled_heap():
-    """:func:`_heap_core` compiled by numba (cached on disk), or None without numba."""
+    """:func:`_heap_core` compiled by numba (cached on disk), or None without numba. Its heap
+    helpers are compiled first and take their names' place, where the compiled core finds them
+    (only the compiled core calls them)."""
+    global _heap_push, _heap_pop
     if not _COMPILED:
         try:
             import numba
         except ImportError:
             _COMPILED.append(None)
         else:
+            _heap_push = numba.njit(cache=True)(_heap_push)
+            _heap_pop = numba.njit(cache=True)(_heap_pop)
             _COMPILED.append(numba.njit(cache=True)(_heap_core))
     return _COMPILED[0]
 
