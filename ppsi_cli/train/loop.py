@@ -148,7 +148,8 @@ class Trainer:
 
     @torch.no_grad()
     def eval_quality(self) -> dict[str, float]:
-        """WB-PESQ / ESTOI of the full online pipeline on the first validation files."""
+        """WB-PESQ / ESTOI of the network and its least squares (no refinement, also for a
+        look-ahead network) on the first validation files."""
         from ..inverter import Inverter
         from ..methods import BY_VARIANT
         from ..metrics import estoi, pesq_wb
@@ -157,7 +158,7 @@ class Trainer:
         net = copy.deepcopy(getattr(self.net, "module", self.net)).cpu().eval()
         scfg, sr = self.cfg.stft, self.cfg.stft.sample_rate
         model = LoadedModel(net, scfg, self.cfg.solver)
-        inv = Inverter(BY_VARIANT[model_variant(model)], model=model)
+        inv = Inverter(BY_VARIANT[model_variant(model)], refine=0, model=model)
         pesqs, estois = [], []
         for audio in self.val.audio[: self.cfg.eval_files]:
             x = torch.from_numpy(audio[: 8 * sr]).double()
