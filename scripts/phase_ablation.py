@@ -22,10 +22,11 @@ from ppsi_cli.dsp.phase import bpd, fpd
 from ppsi_cli.dsp.stft import istft, stft
 from ppsi_cli.integrate import integrate
 from ppsi_cli.inverter import Inverter
+from ppsi_cli.methods import BY_VARIANT
 from ppsi_cli.metrics import pesq_wb
 from ppsi_cli.model import predict
 from ppsi_cli.train.data import find_audio, load_mono
-from ppsi_cli.weights import load_weights
+from ppsi_cli.weights import load_weights, model_variant
 
 CASES = ("model", "true BPD", "true FPD", "oracle")
 
@@ -40,7 +41,8 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_weights(args.weights)
     cfg = model.stft
-    inv = Inverter("ppsi-strided" if model.net.cfg.strided else "ppsi", model=model)
+    # the network's own method, least squares alone (a look-ahead model refines by default)
+    inv = Inverter(BY_VARIANT[model_variant(model)], refine=0, model=model)
     oracle = Inverter("oracle", model=model)
     files = find_audio(args.data)
     idx = sorted(set(np.linspace(0, len(files) - 1, min(args.files, len(files))).round()
