@@ -38,6 +38,9 @@ def main() -> None:
     ap.add_argument("--g", default="1,3,10,30,100")
     ap.add_argument("--floor", default="1e-2,1e-3")
     ap.add_argument("--diag-load", default="1e-6")
+    ap.add_argument("--refine", type=int, default=0,
+                    help="fast Griffin-Lim iterations after the least squares (tune the refined "
+                         "mode as it is used; 0: the least squares alone)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--write", default=None, help="save a copy of the weights with the best setting")
     args = ap.parse_args()
@@ -56,7 +59,7 @@ def main() -> None:
         args.p, args.g, args.floor, args.diag_load)))
     for p, g, floor, load in grid:
         solver = SolverConfig(p=p, g=g, mag_floor=floor, diag_load=load)
-        inv = Inverter(BY_VARIANT[model_variant(model)], refine=0, model=model,
+        inv = Inverter(BY_VARIANT[model_variant(model)], refine=args.refine, model=model,
                        solver=solver)
         pesqs, estois, failed = [], [], 0
         for x, mag in items:
@@ -66,7 +69,7 @@ def main() -> None:
                 estois.append(estoi(x, y, cfg.sample_rate))
             except (MetricError, np.linalg.LinAlgError):
                 failed += 1
-        row = {"p": p, "g": g, "mag_floor": floor, "diag_load": load,
+        row = {"p": p, "g": g, "mag_floor": floor, "diag_load": load, "refine": args.refine,
                "pesq": float(np.mean(pesqs)), "estoi": float(np.mean(estois)),
                "n": len(pesqs), "failed": failed}
         results.append(row)

@@ -10,6 +10,8 @@ stream run over all frames at once, so streaming and whole-utterance synthesis a
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from ..config import StftConfig
@@ -17,7 +19,15 @@ from ..config import StftConfig
 
 def window(cfg: StftConfig, dtype=torch.float32, device=None) -> torch.Tensor:
     """Periodic window of ``win_length`` samples, centred in ``n_fft`` with zeros (as torch and
-    librosa place it); ``sqrt-hann`` is the square root of the periodic Hann window."""
+    librosa place it); ``sqrt-hann`` is the square root of the periodic Hann window.
+
+    Cached per (config, dtype, device): iterative methods call it twice per iteration. The
+    tensor is shared, so callers never write into it."""
+    return _window(cfg, dtype, torch.device(device or "cpu"))
+
+
+@lru_cache(maxsize=64)
+def _window(cfg: StftConfig, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     make = {"hann": torch.hann_window, "sqrt-hann": torch.hann_window,
             "hamming": torch.hamming_window, "blackman": torch.blackman_window}[cfg.window]
     w = make(cfg.win_length, periodic=True, dtype=torch.float64)
@@ -78,6 +88,12 @@ def default_length(frames: int, cfg: StftConfig) -> int:
 
 def stft(x: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
     """Complex STFT of ``x`` (..., L) -> (..., n_fft // 2 + 1, T)."""
+    return stft_frames(x, cfg).transpose(-1, -2)
+
+
+def stft_frames(x: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
+    """:func:`stft` in frame-major layout, (..., T, n_fft // 2 + 1) contiguous: the layout the
+    FFTs produce, kept by iterative methods so that no iteration copies a transpose."""
     if not torch.is_floating_point(x):
         x = x.to(torch.float32)
     length = x.shape[-1]
@@ -95,13 +111,13 @@ def stft(x: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
     else:
         xp = torch.nn.functional.pad(x, (cfg.pad, right))
     segs = xp.unfold(-1, cfg.n_fft, cfg.hop_length)[..., :frames, :]  # (..., T, n_fft)
-    spec = torch.fft.rfft(segs * window(cfg, x.dtype, x.device), dim=-1)
-    return spec.transpose(-1, -2)
+    return torch.fft.rfft(segs * window(cfg, x.dtype, x.device), dim=-1)
 
 
+@lru_cache(maxsize=256)
 def _envelope(cfg: StftConfig, first: int, last: int, start: int, stop: int) -> torch.Tensor:
     """Sum of squared windows of frames ``first..last`` over padded samples ``[start, stop)``,
-    float64."""
+    float64 (cached: every ISTFT of an iteration asks for the same; never written into)."""
     hop, size = cfg.hop_length, cfg.n_fft
     w2 = window(cfg, torch.float64) ** 2
     env = torch.zeros(stop - start, dtype=torch.float64)
