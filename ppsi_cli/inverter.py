@@ -94,12 +94,15 @@ class _OracleSource:
 
 
 class _FrameSource:
-    """A classical online stream (RTISI-LA, RTPGHI), fed frame by frame."""
+    """A classical online stream (RTISI-LA, RTPGHI), fed frame by frame (or a chunk of frames at
+    once where the stream takes them: ``push_frames``, the same result)."""
 
     def __init__(self, stream):
         self.stream = stream
 
     def push(self, mag: torch.Tensor, last: bool = False):
+        if hasattr(self.stream, "push_frames"):
+            return self.stream.push_frames(mag) if mag.shape[-1] else None
         frames = [self.stream.push(mag[..., i]) for i in range(mag.shape[-1])]
         frames = [f for f in frames if f.shape[-1]]
         return torch.cat(frames, dim=-1) if frames else None

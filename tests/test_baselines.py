@@ -319,6 +319,26 @@ def test_compiled_heap_integration_equals_the_python_loop(speech, tol) -> None:
                                       P._heap_offline_python(a, tg, fg, tol))
 
 
+@pytest.mark.parametrize("tol", [1e-6, 0.05])
+def test_compiled_rtpghi_equals_the_python_loop(speech, tol, monkeypatch) -> None:
+    """With numba, RTPGHI runs its frames' heaps compiled: the frames must be the Python loop's
+    to the bit, through digital silence and ties (quantised magnitudes), for a batch of two."""
+    pytest.importorskip("numba")
+    from ppsi_cli.baselines import pghi as P
+
+    x, _ = speech
+    mag = stft(x, CFG).abs()
+    mag[:, 60:70] = 0
+    mags = torch.stack([mag, torch.round(mag * 2) / 2])
+    assert P._compiled() is not None
+    compiled = RtpghiStream(CFG, tol).push_frames(mags)
+    monkeypatch.setattr(P, "_COMPILED", [None])
+    python = RtpghiStream(CFG, tol)
+    # the Python loop, a few frames at a time: chunks carry the state as one push does
+    parts = [python.push_frames(mags[..., s:s + 37]) for s in range(0, mags.shape[-1], 37)]
+    assert torch.equal(compiled, torch.cat(parts, -1))
+
+
 def test_pghipy_peer_inverts_to_the_length_asked(speech) -> None:
     pytest.importorskip("pghipy")
     import ppsi_cli

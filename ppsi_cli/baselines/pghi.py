@@ -254,10 +254,10 @@ def _heap_pop(keys, idx, size):  # pragma: no cover (compiled by numba)
 _COMPILED: list = []
 
 
-def _compiled_heap():
-    """:func:`_heap_core` compiled by numba (cached on disk), or None without numba. Its heap
-    helpers are compiled first and take their names' place, where the compiled core finds them
-    (only the compiled core calls them)."""
+def _compiled() -> tuple | None:
+    """(:func:`_heap_core`, :func:`_rtpghi_core`) compiled by numba (cached on disk), or None
+    without numba. The heap helpers are compiled first and take their names' place, where the
+    compiled cores find them (only the compiled cores call them)."""
     global _heap_push, _heap_pop
     if not _COMPILED:
         try:
@@ -267,8 +267,15 @@ def _compiled_heap():
         else:
             _heap_push = numba.njit(cache=True)(_heap_push)
             _heap_pop = numba.njit(cache=True)(_heap_pop)
-            _COMPILED.append(numba.njit(cache=True)(_heap_core))
+            _COMPILED.append((numba.njit(cache=True)(_heap_core),
+                              numba.njit(cache=True)(_rtpghi_core)))
     return _COMPILED[0]
+
+
+def _compiled_heap():
+    """:func:`_heap_core` compiled by numba, or None without numba."""
+    cores = _compiled()
+    return None if cores is None else cores[0]
 
 
 def _flat_batch(mag: torch.Tensor) -> np.ndarray:
@@ -329,6 +336,55 @@ def _heap_frame(a: list[float], tg: list[float], fg: list[float], a_prev: list[f
         push(heap, (-a[seed], seed + n_k))
 
 
+def _rtpghi_core(a, tg, fg, a_prev, ph_prev, tg_prev, thr):  # pragma: no cover (numba)
+    """:func:`_heap_frame` over frames (n, K) for numba, each frame's phase taken modulo 2 pi
+    before the next uses it (as :class:`RtpghiStream` does). The heap of the two arrays pops in
+    heapq's order of (-magnitude, index) and an island's seed is the loudest bin left, the lowest
+    index among equals (the stable sort's first): the phase is the Python loop's, to the bit."""
+    n_t, n_k = a.shape
+    out = np.zeros((n_t, n_k))
+    keys = np.empty(2 * n_k)
+    idx = np.empty(2 * n_k, dtype=np.int64)
+    left = np.empty(n_k, dtype=np.bool_)
+    for t in range(n_t):
+        ph = out[t]
+        size = 0
+        for k in range(n_k):
+            left[k] = a[t, k] > thr[t]
+            if a_prev[k] > thr[t]:
+                size = _heap_push(keys, idx, size, -a_prev[k], k)
+        while True:
+            while size > 0:
+                i = idx[0]
+                size = _heap_pop(keys, idx, size)
+                if i < n_k:  # previous frame: step forward in time
+                    if left[i]:
+                        ph[i] = ph_prev[i] + 0.5 * (tg_prev[i] + tg[t, i])
+                        left[i] = False
+                        size = _heap_push(keys, idx, size, -a[t, i], i + n_k)
+                    continue
+                k = i - n_k
+                if k + 1 < n_k and left[k + 1]:
+                    ph[k + 1] = ph[k] + 0.5 * (fg[t, k] + fg[t, k + 1])
+                    left[k + 1] = False
+                    size = _heap_push(keys, idx, size, -a[t, k + 1], i + 1)
+                if k > 0 and left[k - 1]:
+                    ph[k - 1] = ph[k] - 0.5 * (fg[t, k] + fg[t, k - 1])
+                    left[k - 1] = False
+                    size = _heap_push(keys, idx, size, -a[t, k - 1], i - 1)
+            seed = -1
+            for k in range(n_k):
+                if left[k] and (seed < 0 or a[t, k] > a[t, seed]):
+                    seed = k
+            if seed < 0:
+                break
+            left[seed] = False  # a new island (onset after silence): start at phase 0
+            size = _heap_push(keys, idx, size, -a[t, seed], seed + n_k)
+        out[t] = np.remainder(ph, 2 * math.pi)
+        a_prev, ph_prev, tg_prev = a[t], out[t], tg[t]
+    return out
+
+
 class RtpghiStream:
     """Online RTPGHI: push one magnitude frame (..., F) at a time, get it back with its phase
     (..., F, 1), committed at once; nothing is left to flush.
@@ -346,27 +402,48 @@ class RtpghiStream:
         self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a, phase, tgrad
 
     def push(self, mag: torch.Tensor) -> torch.Tensor:
+        """One frame (..., F) -> (..., F, 1) with its phase."""
+        return self.push_frames(mag.unsqueeze(-1))
+
+    def push_frames(self, mag: torch.Tensor) -> torch.Tensor:
+        """Frames (..., F, n) -> (..., F, n) with their phases; the same as ``n`` pushes. The
+        gradients of all ``n`` frames are computed at once; the heap runs frame after frame,
+        compiled by numba when it is installed."""
         cfg = self.cfg
-        if mag.shape[-1] != cfg.n_bins:
+        if mag.shape[-2] != cfg.n_bins:
             raise ValueError(
-                f"frame has {mag.shape[-1]} bins; expected {cfg.n_bins} (n_fft={cfg.n_fft})")
-        a = mag.detach().cpu().to(torch.float64).reshape(-1, cfg.n_bins).numpy()
+                f"frame has {mag.shape[-2]} bins; expected {cfg.n_bins} (n_fft={cfg.n_fft})")
+        n_t = mag.shape[-1]
+        if n_t == 0:
+            return torch.zeros(mag.shape, dtype=torch.complex64 if mag.dtype != torch.float64
+                               else torch.complex128, device=mag.device)
+        a = np.swapaxes(mag.detach().cpu().to(torch.float64).reshape(-1, cfg.n_bins, n_t)
+                        .numpy(), -1, -2)  # (B, n, K)
         s = _log(a, a.max(axis=-1, keepdims=True))
-        prev_s = s if self._s is None else self._s
-        self._s = s
+        prev_s = s[:, :1] if self._s is None else self._s[:, None]
+        self._s = s[:, -1].copy()
         tg = _tgrad(s, cfg)
-        fg = _fgrad(s - prev_s, cfg)
+        fg = _fgrad(s - np.concatenate([prev_s, s[:, :-1]], axis=1), cfg)
         if self._prev is None:
-            self._prev = (np.zeros_like(a), np.zeros_like(a), tg)
+            self._prev = (np.zeros_like(a[:, 0]), np.zeros_like(a[:, 0]), tg[:, 0])
         a_p, ph_p, tg_p = self._prev
+        peak = a.max(axis=-1)  # (B, n): the threshold is relative to this frame and the last
+        thr = self.tol * np.maximum(peak, np.concatenate([a_p.max(-1)[:, None], peak[:, :-1]], 1))
+        cores = _compiled()
         ph = np.empty_like(a)
         for b in range(a.shape[0]):
-            thr = self.tol * max(a[b].max(), a_p[b].max())
-            ph[b] = _heap_frame(a[b].tolist(), tg[b].tolist(), fg[b].tolist(), a_p[b].tolist(),
-                                ph_p[b].tolist(), tg_p[b].tolist(), thr)
-        # keep the phase bounded; the trapezoidal steps only need it modulo 2 pi
-        ph = np.remainder(ph, 2 * math.pi)
-        self._prev = (a, ph, tg)
+            if cores is not None:
+                ph[b] = cores[1](np.ascontiguousarray(a[b]), np.ascontiguousarray(tg[b]),
+                                 np.ascontiguousarray(fg[b]), a_p[b], ph_p[b], tg_p[b], thr[b])
+                continue
+            prev = (a_p[b].tolist(), ph_p[b].tolist(), tg_p[b].tolist())
+            for t in range(n_t):
+                row = _heap_frame(a[b, t].tolist(), tg[b, t].tolist(), fg[b, t].tolist(), *prev,
+                                  float(thr[b, t]))
+                # keep the phase bounded; the trapezoidal steps only need it modulo 2 pi
+                ph[b, t] = np.remainder(row, 2 * math.pi)
+                prev = (a[b, t].tolist(), ph[b, t].tolist(), tg[b, t].tolist())
+        self._prev = (a[:, -1].copy(), ph[:, -1].copy(), tg[:, -1].copy())
         m = mag if torch.is_floating_point(mag) else mag.to(torch.float32)
-        frame = torch.polar(m, torch.from_numpy(ph).reshape(m.shape).to(m.dtype).to(m.device))
-        return frame.unsqueeze(-1)
+        ph_t = torch.from_numpy(np.swapaxes(ph, -1, -2).copy()).reshape(m.shape)
+        return torch.polar(m, ph_t.to(dtype=m.dtype, device=m.device))
