@@ -17,8 +17,10 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppsi": ("ppsi online: causal CNN + least squares", {"refine": 0, "momentum": 0.99}),
     "ppsi-strided": ("ppsi strided: CNN every second frame, one hop of look-ahead",
                      {"refine": 0, "momentum": 0.99}),
-    "ppsi-offline": ("ppsi with look-ahead (the CNN sees 2 frames after the one it predicts) "
-                     "+ 16 fast Griffin-Lim iterations: offline", {"refine": 16, "momentum": 0.99}),
+    "ppsi-offline": ("ppsi with look-ahead (the CNN sees 2 frames after the one it predicts, "
+                     "on bins up to band Hz; above, PGHI's gradient estimate; 0 = all bins) "
+                     "+ 20 fast Griffin-Lim iterations: offline",
+                     {"refine": 20, "momentum": 0.99, "band": 2000.0}),
     "oracle": ("least squares from the true phase differences (needs the complex STFT)", {}),
     "griffin-lim": ("fast Griffin-Lim (offline; momentum 0 is plain Griffin-Lim)",
                     {"iters": 32, "momentum": 0.99, "seed": 0}),
@@ -36,7 +38,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 #: option -> type, for parsing strings and checking values
 _TYPES = {"refine": int, "iters": int, "seed": int, "lookahead": int, "momentum": float,
-          "tol": float}
+          "tol": float, "band": float}
 #: options always spelled out in labels (a Griffin-Lim figure means nothing without them)
 _SHOWN = {"griffin-lim": ("iters",), "librosa": ("iters",), "torchaudio": ("iters",)}
 #: methods that run frame by frame (``Inverter.stream``) unless refined
@@ -104,7 +106,7 @@ def _coerce(name: str, key: str, value: Any) -> Any:
         if kind is int and (isinstance(value, bool) or int(value) != value):
             raise ValueError(f"method {name}: {key} must be an integer, got {value!r}")
         value = kind(value)
-    low = {"refine": 0, "iters": 1, "seed": 0, "lookahead": 0, "tol": 0.0}.get(key)
+    low = {"refine": 0, "iters": 1, "seed": 0, "lookahead": 0, "tol": 0.0, "band": 0.0}.get(key)
     if value is None and key == "lookahead":
         return None
     if key == "momentum" and not 0 <= value <= 1:

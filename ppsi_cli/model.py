@@ -132,11 +132,14 @@ class NetworkStream:
     result as one call on the whole input. Online models make every frame ready at once; strided
     models make frames ready in pairs (frames t-1 and t from the pass at t; an odd last frame waits
     for its look-ahead, which :meth:`flush` makes the :func:`~ppsi_cli.dsp.features.floor_frame`
-    of it). Causality: frame t uses frames <= t (+1 for strided models).
+    of it). Causality: frame t uses frames <= t (+1 for strided models). With ``bins``, the CNN
+    runs on the lowest ``bins`` bins only (its features centred as for the whole frame), and the
+    phase differences it returns cover that band: (B, bins, n) and (B, bins - 1, n).
     """
 
-    def __init__(self, net: PhaseDiffNet):
+    def __init__(self, net: PhaseDiffNet, bins: int | None = None):
         self.net = net
+        self.bins = bins  # the CNN runs on bins [0, bins) only (None: all); outputs have that many
         self.dtype = next(net.parameters()).dtype
         self._past: torch.Tensor | None = None  # log-magnitudes (B, F, <= context - 1)
         self._pending: torch.Tensor | None = None  # strided: frame (B, F, 1) awaiting look-ahead
@@ -166,7 +169,7 @@ class NetworkStream:
             mag, self._pending = mag[..., :-1], mag[..., -1:]
         n_b, n_f, n_t = mag.shape
         if n_t == 0:
-            return mag, mag.new_empty(n_b, n_f, 0), mag.new_empty(n_b, n_f - 1, 0)
+            return mag, *self._empty(mag, n_b, n_f)
         out = self._passes(mag, step=2 if net.cfg.strided else 1)
         if not net.cfg.strided:
             return mag, out[:, 0], out[:, 1, :-1]
@@ -174,6 +177,10 @@ class NetworkStream:
         b = torch.stack([out[:, 0], out[:, 2]], dim=-1).flatten(-2)
         f = torch.stack([out[:, 1], out[:, 3]], dim=-1).flatten(-2)[:, :-1]
         return mag, b, f
+
+    def _empty(self, mag: torch.Tensor, n_b: int, n_f: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k = n_f if self.bins is None else self.bins
+        return mag.new_empty(n_b, k, 0), mag.new_empty(n_b, k - 1, 0)
 
     def _passes(self, mag: torch.Tensor, step: int = 1) -> torch.Tensor:
         """Network outputs ``(B, outputs, F, n / step)`` of the passes over the new frames ``mag``
@@ -187,8 +194,10 @@ class NetworkStream:
         keep = net.cfg.context - 1
         self._past = logmag[..., max(0, logmag.shape[-1] - keep):] if keep else logmag[..., :0]
         tile = CPU_TILE_ROWS if mag.device.type == "cpu" else None
-        out = net.forward_features(net.features(logmag, start=h + step - 1, step=step), tile)
-        return out.transpose(-1, -2)
+        feats = net.features(logmag, start=h + step - 1, step=step)
+        if self.bins is not None:  # centred on the whole frame's mean, then cut to the band
+            feats = feats[..., :self.bins]
+        return net.forward_features(feats, tile).transpose(-1, -2)
 
     @torch.no_grad()
     def _push_delayed(self, mag: torch.Tensor, last: bool
@@ -203,7 +212,7 @@ class NetworkStream:
             look = floor_frame(joined[..., -1]).unsqueeze(-1).expand(n_b, n_f, d)
             mag = torch.cat([mag, look.to(mag.dtype)], dim=-1)
         if mag.shape[-1] == 0:
-            return mag, mag.new_empty(n_b, n_f, 0), mag.new_empty(n_b, n_f - 1, 0)
+            return mag, *self._empty(mag, n_b, n_f)
         _, b, f = self._push_now(mag, last)
         drop = max(0, d - self._seen)  # outputs before frame d predict no frame
         self._seen += b.shape[-1]

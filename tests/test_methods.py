@@ -42,8 +42,9 @@ def test_defaults_overrides_and_properties() -> None:
                             "rtisi", "rtisi-la", "pghi", "rtpghi", "librosa", "pghipy",
                             "torchaudio"}
     offline = parse_method("ppsi-offline")  # refines by default: offline; without, a stream
-    assert offline.opts["refine"] == 16 and not offline.online
+    assert offline.opts["refine"] == 20 and offline.opts["band"] == 2000 and not offline.online
     assert parse_method("ppsi-offline+refine=0").online and offline.variant == "offline"
+    assert parse_method("ppsi-offline+band=0").label == "ppsi-offline+band=0"
 
 
 @pytest.mark.parametrize("text, overrides, message", [
@@ -56,6 +57,8 @@ def test_defaults_overrides_and_properties() -> None:
     ("griffin-lim+momentum=1.5", {}, r"momentum must be in \[0, 1\]"),
     ("ppsi+refine", {}, "write options as \\+KEY=VALUE"),
     ("ppsi", {"refine": -1}, "refine must be >= 0"),
+    ("ppsi-offline+band=-1", {}, "band must be >= 0"),
+    ("ppsi+band=2000", {}, "method ppsi has no option band"),
 ])
 def test_bad_spellings_name_the_problem(text, overrides, message) -> None:
     with pytest.raises(ValueError, match=message):

@@ -217,3 +217,73 @@ def test_delayed_model_sees_exactly_its_look_ahead_and_streams_alike(speech, chu
     torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-7)
     with pytest.raises(ValueError, match="method ppsi but the weights hold a offline model"):
         Inverter("ppsi", model=model)
+
+
+def test_gradient_differences_follow_pghis_formulas() -> None:
+    """The band's estimate above the CNN's bins: TPD the trapezoid of PGHI's dphi/dt at t-1 and
+    t, FPD that of dphi/dk at k and k+1 from the centred time difference (NumPy reference)."""
+    import math
+
+    import numpy as np
+
+    from ppsi_cli.baselines import pghi as P
+    from ppsi_cli.dsp.phase import wrap
+
+    cfg = StftConfig()
+    s = torch.randn(2, cfg.n_bins, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    b, f = P.gradient_differences(s[..., :-2], s[..., 1:-1], s[..., 2:], cfg)
+    a = np.swapaxes(s.numpy(), -1, -2)  # (2, T, K)
+    tg = P._tgrad(a, cfg)
+    fg = P._fgrad(0.5 * (a[:, 2:] - a[:, :-2]), cfg)
+    k = np.arange(cfg.n_bins)
+    want_b = 0.5 * (tg[:, :-2] + tg[:, 1:-1]) - 2 * math.pi * k * cfg.hop_length / cfg.n_fft
+    want_f = 0.5 * (fg[..., 1:] + fg[..., :-1])
+    for got, want in ((b, want_b), (f, want_f)):
+        diff = wrap(got - torch.from_numpy(np.swapaxes(want, -1, -2)))
+        assert diff.abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 41])
+def test_band_streams_alike_and_all_bins_is_the_network_alone(speech, chunk) -> None:
+    """ppsi-offline with ``band``: the CNN predicts the low bins, the gradient theorem the rest;
+    any chunking of the stream equals the whole call (float64), the low band's differences are
+    the network's own, and a band at or above Nyquist is the network alone."""
+    from ppsi_cli.config import ModelConfig
+    from ppsi_cli.model import PhaseDiffNet
+
+    x, _ = speech
+    cfg = StftConfig()
+    mag = stft(x, cfg).abs()[:, 40:81].double()
+    torch.manual_seed(3)
+    net = PhaseDiffNet(ModelConfig(context=5, delay=2)).eval().double()
+    model = LoadedModel(net, cfg, SolverConfig())
+    whole = Inverter("ppsi-offline+refine=0+band=2000", model=model)
+    y = whole(mag)
+    st = whole.stream()
+    parts = [st.push(mag[:, s:s + chunk]) for s in range(0, 41, chunk)] + [st.flush()]
+    torch.testing.assert_close(torch.cat(parts), y, rtol=0, atol=1e-7)
+    # the source's phase differences: network below the band, the estimate above it
+    src = whole._source()
+    seen = {}
+    push = src.integ.push
+    src.integ.push = lambda m, b, f: seen.update(b=b, f=f) or push(m, b, f)
+    src.push(mag[None], last=True)
+    b_net, f_net = predict(net, mag)
+    # bins whose receptive field (kernel 5: +-2 per layer, stem and 3 blocks) ends inside the band
+    inner = 129 - 2 * (1 + len(net.cfg.dilations))
+    assert torch.equal(seen["b"][0, :inner], b_net[:inner])
+    assert torch.equal(seen["f"][0, :inner], f_net[:inner])
+    assert not torch.allclose(seen["b"][0, 129:], b_net[129:])
+    full = Inverter("ppsi-offline+refine=0+band=0", model=model)(mag)
+    assert torch.equal(Inverter("ppsi-offline+refine=0+band=8000", model=model)(mag), full)
+    assert not torch.allclose(full, y)
+
+
+def test_band_needs_a_network_that_looks_ahead() -> None:
+    from ppsi_cli.config import ModelConfig
+    from ppsi_cli.inverter import _NetworkSource
+    from ppsi_cli.model import PhaseDiffNet
+
+    model = LoadedModel(PhaseDiffNet(ModelConfig()), StftConfig(), SolverConfig())
+    with pytest.raises(ValueError, match="band needs a network that looks ahead"):
+        _NetworkSource(model, StftConfig(), SolverConfig(), torch.device("cpu"), bins=129)

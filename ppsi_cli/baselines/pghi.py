@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..config import StftConfig
+from ..dsp.phase import bin_advance, wrap
 
 _GAMMA = {"hann": 0.25645, "hamming": 0.29794, "blackman": 0.17954, "sqrt-hann": 0.45105}
 LOG_FLOOR = 1e-5  # log-magnitudes are floored at this x the (frame's or file's) maximum
@@ -52,24 +53,42 @@ def _log(mag: np.ndarray, peak: np.ndarray | float) -> np.ndarray:
     return np.log(np.maximum(mag, LOG_FLOOR * peak))
 
 
-def _dk(s: np.ndarray) -> np.ndarray:
-    """Centred difference along axis -1 (bins), 0 at DC and Nyquist (even spectrum)."""
-    d = np.zeros_like(s)
+def _dk(s):
+    """Centred difference along axis -1 (bins), 0 at DC and Nyquist (even spectrum); NumPy or
+    torch."""
+    d = torch.zeros_like(s) if isinstance(s, torch.Tensor) else np.zeros_like(s)
     d[..., 1:-1] = 0.5 * (s[..., 2:] - s[..., :-2])
     return d
 
 
-def _tgrad(s: np.ndarray, cfg: StftConfig) -> np.ndarray:
-    """dphi/dt in rad per hop from the log-magnitude of frames (..., K)."""
+def _tgrad(s, cfg: StftConfig):
+    """dphi/dt in rad per hop from the log-magnitude of frames (..., K); NumPy or torch."""
     k = np.arange(s.shape[-1])
+    if isinstance(s, torch.Tensor):
+        k = torch.from_numpy(k).to(s)
     h, n = cfg.hop_length, cfg.n_fft
     return 2 * math.pi * k * h / n + (h * n / gamma(cfg)) * _dk(s)
 
 
-def _fgrad(ds_dt: np.ndarray, cfg: StftConfig) -> np.ndarray:
-    """dphi/dk in rad per bin from the time derivative of the log-magnitude (per hop)."""
+def _fgrad(ds_dt, cfg: StftConfig):
+    """dphi/dk in rad per bin from the time derivative of the log-magnitude (per hop); NumPy or
+    torch."""
     h, n = cfg.hop_length, cfg.n_fft
     return -(gamma(cfg) / (h * n)) * ds_dt - 2 * math.pi * cfg.centre / n
+
+
+def gradient_differences(prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor,
+                         cfg: StftConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """BPD (..., K, n) and FPD (..., K-1, n) of frames ``cur`` from the log-magnitudes (..., K, n)
+    of each frame, the one before and the one after, by the gradient theorem above: the TPD is the
+    trapezoidal mean of dphi/dt at frames t-1 and t, the FPD that of dphi/dk at bins k and k+1
+    with the centred time difference (s_{t+1} - s_{t-1}) / 2. In the dtype of the input."""
+    t_prev, t_cur = (_tgrad(s.transpose(-1, -2), cfg) for s in (prev, cur))
+    f_cur = _fgrad(0.5 * (nxt - prev).transpose(-1, -2), cfg)
+    adv = bin_advance(cfg, cur.dtype, cur.device)[:, 0]
+    bpd = wrap(0.5 * (t_prev + t_cur) - adv).transpose(-1, -2)
+    fpd = wrap(0.5 * (f_cur[..., 1:] + f_cur[..., :-1])).transpose(-1, -2)
+    return bpd, fpd
 
 
 def phase_gradients(mag: torch.Tensor, cfg: StftConfig,
