@@ -280,11 +280,14 @@ def _method_fns(inv, x: torch.Tensor):
     from .integrate import integrate
     from .model import predict
 
+    from .inverter import band_bins
+
     total = (lambda: inv(x))
     if not inv.method.uses_network:
         return total, None, None
     b, f = predict(inv.model.net, x)
-    return (total, lambda: predict(inv.model.net, x),
+    bins = band_bins(inv.method.opts.get("band", 0), inv.stft)  # the network on its band
+    return (total, lambda: predict(inv.model.net, x, bins),
             lambda: integrate(x, b, f, inv.stft, inv.solver))
 
 
@@ -306,7 +309,8 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     runs after one warm-up run on the first two seconds. Returns one dict per (method, batch):
     ``method``, ``batch``, ``device``, ``threads``, ``audio_seconds`` (per run),
     ``seconds_per_audio_second``, ``realtime_factor`` (audio seconds per second), for ppsi
-    methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`) and
+    methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`, on the
+    method's ``band``) and
     ``ls_seconds_per_audio_second`` (:func:`ppsi_cli.integrate.integrate`), and ``weights``
     (where the model came from; "" for the others). The STFT of the input is not timed: the
     methods start from magnitudes (oracle from the complex STFT).

@@ -68,8 +68,8 @@ class _NetworkSource:
     ``bins``: the CNN predicts the lowest ``bins`` bins only; above, the phase differences come
     from the log-magnitudes by the gradient theorem (:func:`~ppsi_cli.baselines.pghi.
     gradient_differences`, PGHI's estimate), which needs each frame's successor: a network
-    with look-ahead provides it (docs/experiments.md, 2026-12-02: on validation, the look-ahead
-    network on 0-2 kHz loses 0.016 WB-PESQ after 16 iterations at a quarter of the CNN's cost).
+    with look-ahead provides it. On 0-2 kHz the CNN costs a quarter; the quality lost depends on
+    the voice (docs/experiments.md, 2026-12-02: none on validation, 0.06 on Allison).
     """
 
     def __init__(self, model: LoadedModel, cfg: StftConfig, solver: SolverConfig,

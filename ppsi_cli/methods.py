@@ -17,10 +17,10 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppsi": ("ppsi online: causal CNN + least squares", {"refine": 0, "momentum": 0.99}),
     "ppsi-strided": ("ppsi strided: CNN every second frame, one hop of look-ahead",
                      {"refine": 0, "momentum": 0.99}),
-    "ppsi-offline": ("ppsi with look-ahead (the CNN sees 2 frames after the one it predicts, "
-                     "on bins up to band Hz; above, PGHI's gradient estimate; 0 = all bins) "
-                     "+ 20 fast Griffin-Lim iterations: offline",
-                     {"refine": 20, "momentum": 0.99, "band": 2000.0}),
+    "ppsi-offline": ("ppsi with look-ahead (the CNN sees 2 frames after the one it predicts; "
+                     "band=HZ: only on the bins up to HZ, PGHI's gradient estimate above) "
+                     "+ 16 fast Griffin-Lim iterations: offline",
+                     {"refine": 16, "momentum": 0.99, "band": 0.0}),
     "oracle": ("least squares from the true phase differences (needs the complex STFT)", {}),
     "griffin-lim": ("fast Griffin-Lim (offline; momentum 0 is plain Griffin-Lim)",
                     {"iters": 32, "momentum": 0.99, "seed": 0}),

@@ -235,9 +235,11 @@ class NetworkStream:
         return None if pending is None else self.push(pending, last=True)
 
 
-def predict(model: PhaseDiffNet, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: PhaseDiffNet, mag: torch.Tensor, bins: int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Phase differences for magnitudes ``(..., F, T)``: ``(bpd (..., F, T), fpd (..., F-1, T))``,
-    from one :class:`NetworkStream` push of the whole input."""
+    from one :class:`NetworkStream` push of the whole input (with ``bins``: of the lowest
+    ``bins`` bins, the network run on them only)."""
     lead, (n_f, n_t) = mag.shape[:-2], mag.shape[-2:]
-    _, b, f = NetworkStream(model).push(mag.reshape(-1, n_f, n_t), last=True)
-    return b.reshape(*lead, n_f, n_t), f.reshape(*lead, n_f - 1, n_t)
+    _, b, f = NetworkStream(model, bins).push(mag.reshape(-1, n_f, n_t), last=True)
+    return b.reshape(*lead, b.shape[-2], n_t), f.reshape(*lead, f.shape[-2], n_t)

@@ -42,9 +42,9 @@ def test_defaults_overrides_and_properties() -> None:
                             "rtisi", "rtisi-la", "pghi", "rtpghi", "librosa", "pghipy",
                             "torchaudio"}
     offline = parse_method("ppsi-offline")  # refines by default: offline; without, a stream
-    assert offline.opts["refine"] == 20 and offline.opts["band"] == 2000 and not offline.online
+    assert offline.opts["refine"] == 16 and offline.opts["band"] == 0 and not offline.online
     assert parse_method("ppsi-offline+refine=0").online and offline.variant == "offline"
-    assert parse_method("ppsi-offline+band=0").label == "ppsi-offline+band=0"
+    assert parse_method("ppsi-offline+band=2000").label == "ppsi-offline+band=2000"
 
 
 @pytest.mark.parametrize("text, overrides, message", [
