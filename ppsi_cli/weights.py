@@ -57,8 +57,8 @@ SHIPPED: tuple[Shipped, ...] = (
             "153a05ac0f3565b218be788238a6382735c57f02e1844cda3883fc82031faf43"),
     Shipped("online", "hann", Fraction(1, 4), "ppsi-online-mel-dbd3ce4f.pt",
             "dbd3ce4f52e2ed1e5f5adf5d0cef19cccd1cd7e006e7e3979eef0587a0339a5f", input="mel"),
-    Shipped("offline", "hann", Fraction(1, 4), "ppsi-offline-870cfaae.pt",
-            "870cfaae5eae1b25358532e075ff47b7d40ddca9bd93d4ab806460dcabc473ca"),
+    Shipped("offline", "hann", Fraction(1, 4), "ppsi-offline-9c6164a4.pt",
+            "9c6164a49c73c3a06f2d9a55217fdb2edfbe6186a277371f1f158941f134e85b"),
 )
 
 
