@@ -278,9 +278,8 @@ def _method_fns(inv, x: torch.Tensor):
     complex STFT for the oracle, else magnitudes; cnn and ls (the network and the least
     squares alone) are None except for ppsi methods."""
     from .integrate import integrate
-    from .model import predict
-
     from .inverter import band_bins
+    from .model import predict
 
     total = (lambda: inv(x))
     if not inv.method.uses_network:

@@ -69,7 +69,8 @@ class _NetworkSource:
     from the log-magnitudes by the gradient theorem (:func:`~ppsi_cli.baselines.pghi.
     gradient_differences`, PGHI's estimate), which needs each frame's successor: a network
     with look-ahead provides it. On 0-2 kHz the CNN costs a quarter; the quality lost depends on
-    the voice (docs/experiments.md, 2026-12-02: none on validation, 0.06 on Allison).
+    the voice (docs/experiments.md, 2026-12-02: 0.06 on Allison and on the asterisk validation
+    voices, none on the Vorbis-coded ones).
     """
 
     def __init__(self, model: LoadedModel, cfg: StftConfig, solver: SolverConfig,

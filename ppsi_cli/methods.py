@@ -8,6 +8,7 @@ method parse to equal :class:`Method` values; :attr:`Method.label` is the canoni
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,8 @@ def _coerce(name: str, key: str, value: Any) -> Any:
         raise ValueError(f"method {name}: momentum must be in [0, 1], got {value}")
     if low is not None and value < low:
         raise ValueError(f"method {name}: {key} must be >= {low}, got {value}")
+    if key == "band" and not math.isfinite(value):
+        raise ValueError(f"method {name}: band must be a finite frequency in Hz, got {value}")
     if key == "tol" and not value < 1:
         raise ValueError(f"method {name}: tol must be in [0, 1), got {value}")
     return value

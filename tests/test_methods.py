@@ -58,6 +58,7 @@ def test_defaults_overrides_and_properties() -> None:
     ("ppsi+refine", {}, "write options as \\+KEY=VALUE"),
     ("ppsi", {"refine": -1}, "refine must be >= 0"),
     ("ppsi-offline+band=-1", {}, "band must be >= 0"),
+    ("ppsi-offline+band=nan", {}, "band must be a finite frequency"),
     ("ppsi+band=2000", {}, "method ppsi has no option band"),
 ])
 def test_bad_spellings_name_the_problem(text, overrides, message) -> None:

@@ -118,13 +118,13 @@ def _heap_offline(a: np.ndarray, tg: np.ndarray, fg: np.ndarray, tol: float) -> 
 
     Compiled by numba when it is installed (``pip install "ppsi[fast]"``; the same steps in the
     same order, so the same phase), else the pure-Python loop below."""
-    compiled = _compiled_heap()
-    if compiled is not None:
+    cores = _compiled()
+    if cores is not None:
         flat = np.ascontiguousarray(a, dtype=np.float64).ravel()
         todo = flat > tol * flat.max() if flat.size else flat > 0
         if not todo.any():
             return np.zeros(a.shape)
-        return compiled(flat, np.ascontiguousarray(tg).ravel(), np.ascontiguousarray(fg).ravel(),
+        return cores[0](flat, np.ascontiguousarray(tg).ravel(), np.ascontiguousarray(fg).ravel(),
                         todo, a.shape[1]).reshape(a.shape)
     return _heap_offline_python(a, tg, fg, tol)
 
@@ -289,12 +289,6 @@ def _compiled() -> tuple | None:
             _COMPILED.append((numba.njit(cache=True)(_heap_core),
                               numba.njit(cache=True)(_rtpghi_core)))
     return _COMPILED[0]
-
-
-def _compiled_heap():
-    """:func:`_heap_core` compiled by numba, or None without numba."""
-    cores = _compiled()
-    return None if cores is None else cores[0]
 
 
 def _flat_batch(mag: torch.Tensor) -> np.ndarray:
