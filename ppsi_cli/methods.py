@@ -19,8 +19,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppsi-strided": ("ppsi strided: CNN every second frame, one hop of look-ahead",
                      {"refine": 0, "momentum": 0.99}),
     "ppsi-offline": ("ppsi with look-ahead (the CNN sees 2 frames after the one it predicts; "
-                     "band=HZ: only on the bins up to HZ, PGHI's gradient estimate above) "
-                     "+ 16 fast Griffin-Lim iterations: offline",
+                     "band=HZ: only on the bins up to HZ, PGHI's gradient estimate above), "
+                     "then fast Griffin-Lim (refine, default 16): offline",
                      {"refine": 16, "momentum": 0.99, "band": 0.0}),
     "oracle": ("least squares from the true phase differences (needs the complex STFT)", {}),
     "griffin-lim": ("fast Griffin-Lim (offline; momentum 0 is plain Griffin-Lim)",
@@ -92,7 +92,9 @@ class Method:
 
     @property
     def description(self) -> str:
-        return METHODS[self.name][0]
+        """The method's description, then the options this instance sets (as in its label)."""
+        shown = self.label[len(self.name):].lstrip("+").replace("+", ", ")
+        return METHODS[self.name][0] + (f"; {shown}" if shown else "")
 
 
 def _coerce(name: str, key: str, value: Any) -> Any:

@@ -45,6 +45,10 @@ def test_defaults_overrides_and_properties() -> None:
     assert offline.opts["refine"] == 16 and offline.opts["band"] == 0 and not offline.online
     assert parse_method("ppsi-offline+refine=0").online and offline.variant == "offline"
     assert parse_method("ppsi-offline+band=2000").label == "ppsi-offline+band=2000"
+    # a result's description names the options it ran with, not the defaults
+    assert parse_method("ppsi-offline+refine=8").description.endswith("; refine=8")
+    assert parse_method("gl100").description.endswith("; iters=100")
+    assert ";" not in parse_method("ppsi").description
 
 
 @pytest.mark.parametrize("text, overrides, message", [
