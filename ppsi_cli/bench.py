@@ -24,7 +24,7 @@ from .solvers import SOLVERS, resolve
 from .weights import LoadedModel, load_weights, shipped_weights
 
 #: Solvers in the order they are reported.
-BENCH_SOLVERS = ("reference", "lapack", "thomas", "triton", "dense")
+BENCH_SOLVERS = ("reference", "lapack", "ldl", "thomas", "triton", "dense")
 #: Dense solves build (batch, K, K) matrices: K = 513 complex128 is 4 MB per system.
 DENSE_MAX_BATCH = 16
 
@@ -71,7 +71,8 @@ def random_systems(batch: int, k: int, dtype: torch.dtype = torch.complex128,
 
 
 def available_solvers(device: torch.device | str = "cpu") -> list[str]:
-    """The benchmarked solvers that can run on ``device`` (triton only on CUDA with triton)."""
+    """The benchmarked solvers that can run on ``device`` (triton only on CUDA with triton, ldl
+    only with numba)."""
     names = []
     for name in BENCH_SOLVERS:
         try:
@@ -169,7 +170,7 @@ def bench_solvers(device: torch.device | str = "cpu", k: int = 513,
                 note = ""
                 if n < batch:
                     note = f"timed on {n} of {batch} systems"
-                elif name in ("reference", "lapack") and device.type == "cuda":
+                elif name in ("reference", "lapack", "ldl") and device.type == "cuda":
                     note = "runs on CPU, one system at a time; includes the transfers"
                 group.append(dict(solver=name, batch=batch, seconds_per_solve=seconds / n,
                                   systems_timed=n, repeats=reps, device=str(device),

@@ -70,7 +70,7 @@ def test_torch_recursion_equals_lapack(speech) -> None:
     assert rel(got, ref) <= 1e-9
 
 
-@pytest.mark.parametrize("solver", ["reference", "lapack", "thomas"])
+@pytest.mark.parametrize("solver", ["reference", "lapack", "ldl", "thomas"])
 def test_batch_equals_one_by_one(speech, speech2, solver: str) -> None:
     n = 12000
     xs = torch.stack([speech[0][:n], speech2[0][:n]])
@@ -86,7 +86,7 @@ def test_solvers_agree_on_the_recursion(speech) -> None:
     x, _ = speech
     mag, b, f = oracle(x[:8000])
     ref = integrate(mag, b, f, CFG, SolverConfig(solver="reference"))
-    for name in ("lapack", "thomas"):
+    for name in ("lapack", "ldl", "thomas"):
         assert rel(integrate(mag, b, f, CFG, SolverConfig(solver=name)), ref) <= 1e-9
 
 

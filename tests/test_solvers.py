@@ -18,9 +18,12 @@ from ppsi_cli import SolverConfig, StftConfig
 from ppsi_cli.dsp import stft
 from ppsi_cli.dsp.phase import fpd
 from ppsi_cli.integrate import frame_systems
+from ppsi_cli import solvers
 from ppsi_cli.solvers import SOLVERS, resolve, solve_reference, solve_thomas, triton_available
+from ppsi_cli.solvers.ldl import numba_available
 
-NAMES = [n for n in SOLVERS if n != "triton" or triton_available()]
+NAMES = [n for n in SOLVERS if (n != "triton" or triton_available())
+         and (n != "ldl" or numba_available())]
 TOL = {torch.float64: 1e-9, torch.complex128: 1e-9, torch.float32: 1e-4, torch.complex64: 1e-4}
 WIDE = {torch.float32: torch.float64, torch.complex64: torch.complex128}
 
@@ -154,15 +157,22 @@ def test_mismatched_shapes_raise(name: str) -> None:
         SOLVERS[name](lower, diag, upper, torch.nn.functional.pad(rhs, (0, 1)))
 
 
-def test_lapack_refuses_indefinite_matrix() -> None:
-    lower, diag, upper, rhs = random_hpd((1,), 6, torch.float64)
+@pytest.mark.parametrize("name", [n for n in ("lapack", "ldl") if n in NAMES])
+def test_cholesky_solvers_refuse_an_indefinite_matrix(name: str) -> None:
+    lower, diag, upper, rhs = random_hpd((3,), 6, torch.float64)
+    diag[1, 3] = -diag[1, 3]  # the second system's fourth pivot is negative
     with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
-        SOLVERS["lapack"](lower, -diag, upper, rhs)
+        SOLVERS[name](lower, diag, upper, rhs)
 
 
-def test_resolve() -> None:
+def test_resolve(monkeypatch) -> None:
     assert resolve("auto", "cpu") == "reference"
+    # the compiled LDL^H where numba is installed, else LAPACK
+    assert resolve("auto", "cpu", hermitian=True) == ("ldl" if numba_available() else "lapack")
+    monkeypatch.setattr(solvers, "numba_available", lambda: False)
     assert resolve("auto", "cpu", hermitian=True) == "lapack"
+    with pytest.raises(ValueError, match="'ldl' needs numba"):
+        resolve("ldl", "cpu")
     assert resolve("thomas", "cpu") == "thomas"
     with pytest.raises(ValueError, match="unknown solver 'nope'"):
         resolve("nope", "cpu")

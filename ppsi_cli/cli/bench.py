@@ -76,7 +76,7 @@ def solvers(
     min_time: float = typer.Option(0.2, "--min-time", hidden=True,
                                    help="Minimum timed seconds per measurement."),
 ) -> None:
-    """Time every solver (reference, lapack, thomas, triton, dense) on random K=513 systems."""
+    """Time every solver (reference, lapack, ldl, thomas, triton, dense) on random K=513 systems."""
     if device not in ("cpu", "cuda"):
         raise fail(f"--device must be cpu or cuda, got {device!r}", code=2)
     import torch

@@ -8,6 +8,8 @@ device and dtype. ``lower[..., i] = A[i+1, i]``, ``upper[..., i] = A[i, i+1]``.
 - ``reference``: SciPy ``solve_banded`` one system at a time (the ground truth).
 - ``lapack``: LAPACK ``?ptsv`` (Hermitian positive-definite only; ``upper`` is taken as
   ``conj(lower)``): the fastest per-frame path on CPU.
+- ``ldl``: the same factorisation compiled by numba (:mod:`ppsi_cli.solvers.ldl`; Hermitian
+  positive-definite only): the CPU default for the phase least squares when numba is installed.
 - ``thomas``: Thomas algorithm in pure torch, batched, CPU/CUDA, real/complex, differentiable.
 - ``triton``: custom GPU kernel, one launch for the whole batch (needs CUDA and triton).
 - ``dense``: ``torch.linalg.solve`` on the full matrices; the slow baseline for benchmarks.
@@ -21,6 +23,7 @@ import torch
 
 from ._checks import triton_available
 from .dense import solve_dense
+from .ldl import numba_available, solve_ldl
 from .reference import solve_lapack, solve_reference
 from .thomas import solve_thomas
 
@@ -36,6 +39,7 @@ Solver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torc
 SOLVERS: dict[str, Solver] = {
     "reference": solve_reference,
     "lapack": solve_lapack,
+    "ldl": solve_ldl,
     "thomas": solve_thomas,
     "triton": solve_triton,
     "dense": solve_dense,
@@ -48,13 +52,17 @@ def resolve(name: str, device: torch.device | str = "cpu", hermitian: bool = Fal
     if name == "auto":
         if device.type == "cuda":
             return "triton" if triton_available() else "thomas"
-        return "lapack" if hermitian else "reference"
+        if not hermitian:
+            return "reference"
+        return "ldl" if numba_available() else "lapack"
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; choose one of {['auto', *SOLVERS]}")
+    if name == "ldl" and not numba_available():
+        raise ValueError('solver \'ldl\' needs numba: pip install "ppsi[fast]"')
     if name == "triton" and not (device.type == "cuda" and triton_available()):
         raise ValueError("solver 'triton' needs a CUDA device and the triton package")
     return name
 
 
-__all__ = ["SOLVERS", "resolve", "solve_dense", "solve_lapack",
+__all__ = ["SOLVERS", "resolve", "solve_dense", "solve_lapack", "solve_ldl",
            "solve_reference", "solve_thomas", "solve_triton", "triton_available"]

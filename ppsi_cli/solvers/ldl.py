@@ -1,0 +1,162 @@
+"""LDL^H solve of Hermitian positive-definite tridiagonal systems, compiled by numba.
+
+The arithmetic of LAPACK ``?pttrf`` / ``?pttrs`` (A = L D L^H, L unit lower bidiagonal; Golub &
+Van Loan, Matrix Computations, 4.3.6), with the factorisation fused into the forward
+substitution and each pivot inverted once. Two compiled entry points use it:
+
+- :func:`solve_ldl`, the registry's ``ldl`` solver (a batch of systems);
+- :func:`recursion`, the CPU frame recursion of :class:`~ppsi_cli.integrate.PhaseIntegrator`
+  (the twin of ``integrate._recursion_numpy``, which calls LAPACK once per frame from Python):
+  a whole item's frames in one call, about 8 against 18 µs per 513-bin frame
+  (docs/experiments.md, 2026-12-02).
+
+numba is optional (``pip install "ppsi[fast]"``); without it :func:`kernels` is None and the
+``auto`` solver on CPU stays ``lapack``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import torch
+
+from ._checks import broadcast, check_shapes
+
+
+def numba_available() -> bool:
+    """Whether numba is installed (found without importing it, a slow import)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def _solve_in_place(d, lower, b, inv, er, ei):  # pragma: no cover (compiled by numba)
+    """``b <- A^{-1} b`` for one system: real diagonal ``d`` (K), complex subdiagonal ``lower``
+    (K-1; the superdiagonal is its conjugate), complex ``b`` (K). ``inv``, ``er``, ``ei`` (K,
+    real) are work arrays. Returns 0, or i >= 1 when the i-th pivot is not positive (``?pttrf``'s
+    info: A is not positive definite)."""
+    k = d.shape[0]
+    piv = d[0]
+    pr = b[0].real
+    pi = b[0].imag
+    for i in range(k - 1):  # L = unit lower bidiagonal with l_i = lower_i / d_i, then L y = b
+        if not piv > 0:
+            return i + 1
+        iv = 1 / piv
+        inv[i] = iv
+        lr = lower[i].real
+        li = lower[i].imag
+        f = lr * iv
+        g = li * iv
+        er[i] = f
+        ei[i] = g
+        piv = d[i + 1] - f * lr - g * li
+        qr = b[i + 1].real - (pr * f - pi * g)
+        qi = b[i + 1].imag - (pr * g + pi * f)
+        pr = qr
+        pi = qi
+        b[i + 1] = complex(pr, pi)
+    if not piv > 0:
+        return k
+    iv = 1 / piv
+    xr = pr * iv
+    xi = pi * iv
+    b[k - 1] = complex(xr, xi)
+    for i in range(k - 2, -1, -1):  # D L^H x = y
+        yr = b[i].real * inv[i] - (xr * er[i] + xi * ei[i])
+        yi = b[i].imag * inv[i] - (xi * er[i] - xr * ei[i])
+        xr = yr
+        xi = yi
+        b[i] = complex(xr, xi)
+    return 0
+
+
+def _solve_batch(d, lower, b):  # pragma: no cover (compiled by numba)
+    """:func:`_solve_in_place` over systems (n, K) -> (solutions, 0 or 1 + the first failing
+    system's index)."""
+    n, k = b.shape
+    out = b.copy()
+    inv = np.empty(k, d.dtype)
+    er = np.empty(k, d.dtype)
+    ei = np.empty(k, d.dtype)
+    for s in range(n):
+        if _solve_in_place(d[s], lower[s], out[s], inv, er, ei):
+            return out, s + 1
+    return out, 0
+
+
+def _recursion(mag, fpd, diag, lower, wrot, silent, restart, unit, has_unit):  # pragma: no cover
+    """The frame recursion of ``integrate._recursion_numpy`` for one item, (T, K) arrays.
+    ``unit``: phasors of the frame before (used where ``has_unit``). Returns (frames, last
+    unit, 0 or 1 + the frame whose system is not positive definite)."""
+    n_t, k = mag.shape
+    out = np.empty((n_t, k), wrot.dtype)
+    tiny = np.finfo(mag.dtype).tiny
+    inv = np.empty(k, mag.dtype)
+    er = np.empty(k, mag.dtype)
+    ei = np.empty(k, mag.dtype)
+    u = unit.copy()
+    for t in range(n_t):
+        if not has_unit or restart[t]:  # integrate FPD along frequency from phase 0
+            ph = fpd[t, 0] * 0 if k > 1 else mag[t, 0] * 0
+            u[0] = 1
+            for i in range(k - 1):
+                ph = ph + fpd[t, i]
+                u[i + 1] = complex(np.cos(ph), np.sin(ph))
+            has_unit = True
+        else:
+            for i in range(k):
+                u[i] = wrot[t, i] * u[i]
+            if _solve_in_place(diag[t], lower[t], u, inv, er, ei):
+                return out, u, t + 1
+            for i in range(k):
+                u[i] = u[i] * (1 / max(abs(u[i]), tiny))
+        if silent[t]:
+            u[:] = 0
+        for i in range(k):
+            out[t, i] = mag[t, i] * u[i]
+    return out, u, 0
+
+
+_KERNELS: list = []
+
+
+def kernels() -> tuple | None:
+    """(:func:`_solve_batch`, :func:`_recursion`) compiled by numba (cached on disk), or None
+    without numba. The shared solve is compiled first and takes its name's place, where the
+    compiled entry points find it."""
+    global _solve_in_place
+    if not _KERNELS:
+        if not numba_available():
+            _KERNELS.append(None)
+        else:
+            import numba
+
+            _solve_in_place = numba.njit(cache=True)(_solve_in_place)
+            _KERNELS.append((numba.njit(cache=True)(_solve_batch),
+                             numba.njit(cache=True)(_recursion)))
+    return _KERNELS[0]
+
+
+def not_positive_definite(where: str) -> np.linalg.LinAlgError:
+    return np.linalg.LinAlgError(f"LDL^H solve failed at {where}: matrix not positive definite")
+
+
+def solve_ldl(lower, diag, upper, rhs) -> torch.Tensor:
+    """Compiled LDL^H solve of each system; assumes Hermitian PD (``upper`` is ignored, the
+    diagonal's real part is used). Needs numba."""
+    compiled = kernels()
+    if compiled is None:
+        raise RuntimeError('solver ldl needs numba: pip install "ppsi[fast]"')
+    k = check_shapes(lower, diag, upper, rhs)
+    lower, diag, upper, rhs = broadcast(lower, diag, upper, rhs)
+    batch, dtype = diag.shape[:-1], rhs.dtype
+    n = batch.numel()
+    cplx = torch.complex128 if dtype in (torch.float64, torch.complex128) else torch.complex64
+    d = diag.detach().real.reshape(n, k).cpu().contiguous().numpy()
+    lo = lower.detach().to(cplx).resolve_conj().reshape(n, k - 1).cpu().contiguous().numpy()
+    b = rhs.detach().to(cplx).resolve_conj().reshape(n, k).cpu().contiguous().numpy()
+    out, bad = compiled[0](d, lo, b)
+    if bad:
+        raise not_positive_definite(f"system {bad - 1}")
+    x = torch.from_numpy(out)
+    return (x if dtype.is_complex else x.real).to(dtype).reshape(*batch, k).to(diag.device)
