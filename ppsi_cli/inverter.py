@@ -352,7 +352,7 @@ class Inverter:
         flat = mag.reshape(-1, *mag.shape[-2:])
         rec = stream.source.push(flat, last=True).reshape(mag.shape)
         return griffin_lim_stft(mag, self.stft, n_iter=opts["refine"], momentum=opts["momentum"],
-                                init_phase=torch.angle(rec)).reshape(*lead, *mag.shape[-2:])
+                                init_phase=rec).reshape(*lead, *mag.shape[-2:])
 
     def many(self, items: list[torch.Tensor], lengths: list[int | None] | None = None
              ) -> list[torch.Tensor]:

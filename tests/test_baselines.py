@@ -75,6 +75,9 @@ def test_fast_griffin_lim_warm_start_keeps_oracle_quality(clip):
     # the true phase is a fixed point: the output stays the signal (applied once, momentum
     # state starting at the initial estimate)
     assert torch.allclose(y, x, atol=1e-4 * float(x.abs().max()))
+    # the complex STFT as the warm start (its unit phasors) gives the same as its angle
+    y2 = istft(griffin_lim_stft(mag, CFG, n_iter=10, init_phase=spec, length=len(x)), CFG, len(x))
+    assert torch.allclose(y2, y, atol=1e-5 * float(x.abs().max()))
 
 
 def test_rtisi_la_quality_and_convergence_beats_rtisi(clip):

@@ -36,8 +36,8 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Fast Griffin-Lim on magnitudes (..., F, T); returns the complex STFT (..., F, T).
 
-    ``init_phase`` (..., F, T) in radians (or a complex STFT whose angle is used) warm-starts the
-    iteration; without it the phase is uniform in [-pi, pi) from ``generator`` (seed it for
+    ``init_phase`` (..., F, T) in radians (or a complex STFT whose phase is used; a bin where it
+    is exactly 0 starts at 0) warm-starts the iteration; without it the phase is uniform in [-pi, pi) from ``generator`` (seed it for
     reproducible output). ``length`` (samples), when it has the same number of frames, makes the
     consistency projection also zero the samples after the signal. ``n_iter = 0`` returns the
     initial estimate.
@@ -51,14 +51,20 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
         if init_phase.shape[-2:] != mag.shape[-2:]:
             raise ValueError(f"init_phase has shape {tuple(init_phase.shape)}; expected "
                              f"(..., {mag.shape[-2]}, {n_t}) like the magnitude")
-        phase = torch.angle(init_phase) if torch.is_complex(init_phase) else init_phase
-        phase = phase.to(dtype=mag.dtype, device=mag.device)
+        phase = init_phase.to(device=mag.device)
     proj_len = length if length is not None and n_frames(length, cfg) == n_t else \
         default_length(n_t, cfg)
     # The iteration runs in frame-major layout (..., T, F), the one the FFTs read and write, so
     # no iteration copies a transpose; ``.mT`` views give istft its (..., F, T) shape for free.
     mag = mag.mT.contiguous()
-    c = torch.polar(mag, phase.expand(*mag.shape[:-2], *phase.shape[-2:]).mT)
+    phase = phase.expand(*mag.shape[:-2], *phase.shape[-2:]).mT
+    if phase.is_complex():  # its unit phasors, without the angle / polar round trip (a third
+        # of the least squares' time); a bin where it is exactly 0 starts at 0, as a
+        # projection's 0 does below
+        c = torch.sgn(phase.to(torch.complex128 if mag.dtype == torch.float64
+                               else torch.complex64).contiguous()).mul_(mag)
+    else:
+        c = torch.polar(mag, phase.to(mag.dtype))
     t_prev = c
     for _ in range(n_iter):
         # P_A as sgn(.) * mag: a bin whose projection is exactly 0 (a frame of digital silence
