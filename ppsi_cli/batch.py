@@ -494,26 +494,29 @@ def _shard_worker(args) -> dict[str, Any]:
     from .runtime import keep_freed_memory
 
     keep_freed_memory()
-    src, out_dir, options, gpu = args
-    options.device = f"cuda:{gpu}"
+    src, out_dir, options, device = args
+    if device == "cpu":  # one thread per worker: the processes share the cores
+        torch.set_num_threads(1)
+    options.device = device
     return run_batch(Path(src), Path(out_dir), options).to_dict()
 
 
-def run_sharded(src: Path, out_dir: Path, options: InvertOptions, gpus: int,
+def run_sharded(src: Path, out_dir: Path, options: InvertOptions, devices: list[str],
                 on_event: Callable[[dict[str, Any]], None] | None = None) -> Summary:
-    """One process per GPU, each inverting shard ``g`` of ``gpus`` (within ``options.shard``)."""
+    """One process per entry of ``devices`` (``cuda:N`` for ``--gpus``; ``cpu`` for ``--jobs``,
+    one thread each), worker ``g`` inverting shard ``g`` of them (within ``options.shard``)."""
     import copy
 
     import torch.multiprocessing as mp
 
     i, n = options.shard
     jobs = []
-    for g in range(gpus):
+    for g, device in enumerate(devices):
         opt = copy.deepcopy(options)
-        opt.shard = (i + g * n, n * gpus)  # shard i/n split again into gpus parts
-        jobs.append((str(src), str(out_dir), opt, g))
+        opt.shard = (i + g * n, n * len(devices))  # shard i/n split again into the workers
+        jobs.append((str(src), str(out_dir), opt, device))
     start = time.perf_counter()
-    with mp.get_context("spawn").Pool(gpus) as pool:
+    with mp.get_context("spawn").Pool(len(devices)) as pool:
         parts = pool.map(_shard_worker, jobs)
     summary = Summary()
     for part in parts:

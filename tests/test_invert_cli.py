@@ -246,6 +246,30 @@ def test_shards_partition_the_outputs(tmp_path, speech, tiny_weights) -> None:
     assert not (tmp_path / "o2").exists()
 
 
+def test_jobs_give_the_outputs_of_one_process(tmp_path, speech, tiny_weights) -> None:
+    """``--jobs 2``: two CPU worker processes over shards, one thread each; every file is the
+    one an in-process run with one thread writes, and the summary counts them all."""
+    src = tmp_path / "in"
+    x = clip(speech, 0.4)
+    for i in range(5):
+        write(src / f"d{i % 2}" / f"{i}.wav", x[i * 800:])
+    (src / "bad.wav").write_bytes(b"not audio")  # unreadable: fails, the rest go on
+    js = tmp_path / "j.json"
+    result = run("invert", src, "-o", tmp_path / "two", "--weights", tiny_weights, "--device",
+                 "cpu", "--jobs", "2", "--json", js, "-q")
+    assert result.exit_code == 1 and "bad.wav" in result.stderr  # the bad file, named
+    summary = json.loads(js.read_text())
+    assert [summary[k] for k in ("ok", "failed")] == [5, 1]
+    one = run("invert", src, "-o", tmp_path / "one", "--weights", tiny_weights, "--device",
+              "cpu", "-q")
+    assert one.exit_code == 1
+    assert wavs(tmp_path / "two") == wavs(tmp_path / "one") and len(wavs(tmp_path / "one")) == 5
+    for name in wavs(tmp_path / "one"):
+        assert np.array_equal(read(tmp_path / "two" / name), read(tmp_path / "one" / name)), name
+    result = run("invert", src, "-o", tmp_path / "cuda", "--device", "cuda", "--jobs", "2")
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_device_cuda_without_cuda_is_one_line(tmp_path, speech, tiny_weights) -> None:
     write(tmp_path / "in" / "a.wav", clip(speech, 0.2))

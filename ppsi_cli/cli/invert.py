@@ -50,6 +50,8 @@ def invert(
                                                                "(default 1 on CPU, 16 on GPU)."),
     shard: str = typer.Option("0/1", help="Process shard I of N of the sorted file list."),
     gpus: int = typer.Option(0, min=0, help="One process per GPU over shards."),
+    jobs: int = typer.Option(1, min=1, help="CPU worker processes over shards, one thread "
+                                            "each (a folder's throughput on many cores)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the summary here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no per-file lines."),
     stft: dict = None,  # the STFT options, given by with_stft_options
@@ -92,6 +94,8 @@ def invert(
                    f"{escape(str(inputs))}")
     if gpus and gpus > torch.cuda.device_count():
         raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if jobs > 1 and (gpus or options.device != "cpu"):
+        raise fail("--jobs runs CPU workers; for CUDA use --gpus N (or --device cpu)")
 
     progress = Progress(TextColumn("[bold]inverting"), BarColumn(), TextColumn("{task.completed}"
                         "/{task.total} files"), TextColumn("{task.fields[speed]}"),
@@ -116,8 +120,9 @@ def invert(
 
     try:
         with progress:
-            if gpus:
-                summary: Summary = run_sharded(inputs, out_dir, options, gpus, on_event)
+            if gpus or jobs > 1:
+                devices = [f"cuda:{g}" for g in range(gpus)] if gpus else ["cpu"] * jobs
+                summary: Summary = run_sharded(inputs, out_dir, options, devices, on_event)
             else:
                 summary = run_batch(inputs, out_dir, options, on_event)
     except (ValueError, FileNotFoundError) as exc:
