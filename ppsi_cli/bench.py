@@ -306,8 +306,9 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
 
     On CPU each method runs on one clip (batch 1) with ``threads`` torch threads; on CUDA on
     batches of ``batches`` clips (default 1, 16, 256). Each time is the median of ``repeats``
-    runs after one warm-up run on the first two seconds. Returns one dict per (method, batch):
-    ``method``, ``batch``, ``device``, ``threads``, ``audio_seconds`` (per run),
+    runs after one warm-up run on the first two seconds; all methods of a batch size run in the
+    same rounds, one after the other (rows come batch size by batch size). Returns one dict per
+    (method, batch): ``method``, ``batch``, ``device``, ``threads``, ``audio_seconds`` (per run),
     ``seconds_per_audio_second``, ``realtime_factor`` (audio seconds per second), for ppsi
     methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`, on the
     method's ``band``) and
@@ -344,31 +345,38 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     clip = speech_clip(seconds, audio, cfg)
     audio_seconds = clip.numel() / cfg.sample_rate
     with torch_threads(threads):
-        rows = []
+        invs = []
         for method in names:
             model, source = None, ""
             if method.uses_network:
                 model, source = bench_model(method.variant, weights, device, cfg)
-            inv = Inverter(method, model=model, device=device, stft=cfg)
-            for batch in sizes:
-                spec1 = analyse(clip.to(device), cfg)
-                # one file: unbatched, as ppsi invert inverts it (the solver's fast path)
-                specs = spec1 if batch == 1 else spec1.expand(batch, *spec1.shape).contiguous()
-                x = specs if method.name == "oracle" else specs.abs()
+            invs.append((Inverter(method, model=model, device=device, stft=cfg), source))
+        spec1 = analyse(clip.to(device), cfg)
+        rows = []
+        for batch in sizes:
+            # one file: unbatched, as ppsi invert inverts it (the solver's fast path)
+            specs = spec1 if batch == 1 else spec1.expand(batch, *spec1.shape).contiguous()
+            fns, spans = [], []
+            for inv, _ in invs:
+                x = specs if inv.method.name == "oracle" else specs.abs()
                 # warm-up on 2 s: more frames than one CPU tile of the CNN (shapes get primed)
                 lead = 2 * cfg.sample_rate // cfg.hop_length
                 _method_fns(inv, x[..., :lead])[0]()
-                total, cnn, ls = _method_fns(inv, x)
-                work = audio_seconds * batch
-                row = dict(method=method.label, batch=batch, device=str(device),
+                mine = [f for f in _method_fns(inv, x) if f is not None]
+                spans.append((len(fns), len(mine)))
+                fns += mine
+            # every method of this batch size timed in the same rounds, so a ratio between two
+            # of them (vs_peer) does not move with the machine's load during the run
+            timed = _median_times(fns, device, repeats)
+            work = audio_seconds * batch
+            for (inv, source), (at, n) in zip(invs, spans):
+                row = dict(method=inv.method.label, batch=batch, device=str(device),
                            threads=torch.get_num_threads(), audio_seconds=audio_seconds)
-                timed = _median_times([total] + ([cnn, ls] if cnn is not None else []), device,
-                                      repeats)
-                row["seconds_per_audio_second"] = timed[0] / work
+                row["seconds_per_audio_second"] = timed[at] / work
                 row["realtime_factor"] = 1.0 / row["seconds_per_audio_second"]
-                if cnn is not None:
-                    row["cnn_seconds_per_audio_second"] = timed[1] / work
-                    row["ls_seconds_per_audio_second"] = timed[2] / work
+                if n == 3:
+                    row["cnn_seconds_per_audio_second"] = timed[at + 1] / work
+                    row["ls_seconds_per_audio_second"] = timed[at + 2] / work
                 row["weights"] = source
                 rows.append(row)
                 if on_result is not None:
