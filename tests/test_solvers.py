@@ -180,6 +180,19 @@ def test_resolve(monkeypatch) -> None:
         resolve("triton", "cpu")
 
 
+def test_a_numba_that_fails_to_import_counts_as_absent(monkeypatch) -> None:
+    """numba installed but not importable (e.g. a NumPy newer than it supports): the CPU least
+    squares falls back to LAPACK instead of failing."""
+    from ppsi_cli.solvers import ldl
+
+    monkeypatch.setattr(ldl, "_KERNELS", [])
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    assert not ldl.numba_available() and ldl.kernels() is None
+    assert resolve("auto", "cpu", hermitian=True) == "lapack"
+    with pytest.raises(ValueError, match="'ldl' needs numba"):
+        resolve("ldl", "cpu")
+
+
 @pytest.mark.requires_cuda
 @pytest.mark.parametrize("name", ["thomas", "triton"])
 @pytest.mark.parametrize("dtype", [torch.complex128, torch.float64, torch.complex64,

@@ -16,8 +16,6 @@ numba is optional (``pip install "ppsi[fast]"``); without it :func:`kernels` is 
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import torch
 
@@ -25,8 +23,9 @@ from ._checks import broadcast, check_shapes
 
 
 def numba_available() -> bool:
-    """Whether numba is installed (found without importing it, a slow import)."""
-    return importlib.util.find_spec("numba") is not None
+    """Whether numba imports here (imported on the first call; an install that fails to import,
+    e.g. with a NumPy newer than it supports, counts as absent)."""
+    return kernels() is not None
 
 
 def _solve_in_place(d, lower, b, inv, er, ei):  # pragma: no cover (compiled by numba)
@@ -126,11 +125,11 @@ def kernels() -> tuple | None:
     compiled entry points find it."""
     global _solve_in_place
     if not _KERNELS:
-        if not numba_available():
+        try:
+            import numba
+        except ImportError:
             _KERNELS.append(None)
         else:
-            import numba
-
             _solve_in_place = numba.njit(cache=True)(_solve_in_place)
             _KERNELS.append((numba.njit(cache=True)(_solve_batch),
                              numba.njit(cache=True)(_recursion)))
