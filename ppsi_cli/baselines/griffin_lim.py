@@ -37,8 +37,8 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
     """Fast Griffin-Lim on magnitudes (..., F, T); returns the complex STFT (..., F, T).
 
     ``init_phase`` (..., F, T) in radians (or a complex STFT whose phase is used; a bin where it
-    is exactly 0 starts at 0) warm-starts the iteration; without it the phase is uniform in [-pi, pi) from ``generator`` (seed it for
-    reproducible output). ``length`` (samples), when it has the same number of frames, makes the
+    is exactly 0 starts at 0) warm-starts the iteration; without it the phase is uniform in
+    [-pi, pi) from ``generator`` (seed it for reproducible output). ``length`` (samples), when it has the same number of frames, makes the
     consistency projection also zero the samples after the signal. ``n_iter = 0`` returns the
     initial estimate.
     """
