@@ -38,9 +38,9 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
 
     ``init_phase`` (..., F, T) in radians (or a complex STFT whose phase is used; a bin where it
     is exactly 0 starts at 0) warm-starts the iteration; without it the phase is uniform in
-    [-pi, pi) from ``generator`` (seed it for reproducible output). ``length`` (samples), when it has the same number of frames, makes the
-    consistency projection also zero the samples after the signal. ``n_iter = 0`` returns the
-    initial estimate.
+    [-pi, pi) from ``generator`` (seed it for reproducible output). ``length`` (samples), when
+    it has the same number of frames, makes the consistency projection also zero the samples
+    after the signal. ``n_iter = 0`` returns the initial estimate.
     """
     assert mag.is_floating_point() and n_iter >= 0 and 0 <= momentum <= 1, (n_iter, momentum)
     n_t = mag.shape[-1]
