@@ -1,4 +1,5 @@
-"""Process settings for fast CPU inference; they change no result.
+"""Process settings for fast CPU inference (they change no result), and the one way the
+package compiles its CPU loops with numba.
 
 glibc serves allocations above its mmap threshold (128 KB, raised up to 32 MB as blocks are freed)
 with fresh pages from the kernel and trims the free top of its heap back to the kernel, so every
@@ -44,3 +45,14 @@ def keep_freed_memory() -> bool:
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                     and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _applied
+
+
+def numba_jit():
+    """``numba.njit(cache=True)`` (compiled on the first call, cached on disk) when numba
+    imports here, else None: without ``pip install "ppsi[fast]"``, or with a numba that fails to
+    import (e.g. a NumPy newer than it supports), the callers keep their Python or LAPACK path."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.njit(cache=True)

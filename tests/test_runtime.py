@@ -1,11 +1,12 @@
 """runtime.keep_freed_memory: glibc keeps freed blocks in the heap (checked with mallinfo2 in a
-fresh interpreter, where a 20 MB block is otherwise mapped and unmapped)."""
+fresh interpreter, where a 20 MB block is otherwise mapped and unmapped); runtime.numba_jit."""
 
 import ctypes
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 PROBE = """
@@ -52,3 +53,22 @@ def test_freed_memory_stays_in_the_heap():
 def test_a_users_own_malloc_setting_is_left_alone():
     applied, free_mb = _probe("call", MALLOC_TRIM_THRESHOLD_="0")
     assert applied == "False" and free_mb == 0
+
+
+def test_numba_jit_compiles_or_is_absent(monkeypatch) -> None:
+    """A compiled function gives the Python function's result; a numba that does not import
+    gives None (the callers' fallback)."""
+    from ppsi_cli.runtime import numba_jit
+
+    def cumulative(a):  # a loop numba compiles
+        out = a.copy()
+        for i in range(1, a.shape[0]):
+            out[i] += out[i - 1]
+        return out
+
+    a = np.arange(10.0)
+    jit = numba_jit()
+    if jit is not None:
+        assert (jit(cumulative)(a) == a.cumsum()).all()
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    assert numba_jit() is None

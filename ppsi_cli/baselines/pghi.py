@@ -279,15 +279,15 @@ def _compiled() -> tuple | None:
     compiled cores find them (only the compiled cores call them)."""
     global _heap_push, _heap_pop
     if not _COMPILED:
-        try:
-            import numba
-        except ImportError:
+        from ..runtime import numba_jit
+
+        jit = numba_jit()
+        if jit is None:
             _COMPILED.append(None)
         else:
-            _heap_push = numba.njit(cache=True)(_heap_push)
-            _heap_pop = numba.njit(cache=True)(_heap_pop)
-            _COMPILED.append((numba.njit(cache=True)(_heap_core),
-                              numba.njit(cache=True)(_rtpghi_core)))
+            _heap_push = jit(_heap_push)
+            _heap_pop = jit(_heap_pop)
+            _COMPILED.append((jit(_heap_core), jit(_rtpghi_core)))
     return _COMPILED[0]
 
 

@@ -125,14 +125,14 @@ def kernels() -> tuple | None:
     compiled entry points find it."""
     global _solve_in_place
     if not _KERNELS:
-        try:
-            import numba
-        except ImportError:
+        from ..runtime import numba_jit
+
+        jit = numba_jit()
+        if jit is None:
             _KERNELS.append(None)
         else:
-            _solve_in_place = numba.njit(cache=True)(_solve_in_place)
-            _KERNELS.append((numba.njit(cache=True)(_solve_batch),
-                             numba.njit(cache=True)(_recursion)))
+            _solve_in_place = jit(_solve_in_place)
+            _KERNELS.append((jit(_solve_batch), jit(_recursion)))
     return _KERNELS[0]
 
 
