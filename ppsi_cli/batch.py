@@ -494,37 +494,55 @@ def _shard_worker(args) -> dict[str, Any]:
     from .runtime import keep_freed_memory
 
     keep_freed_memory()
-    src, out_dir, options, device = args
+    src, out_dir, options, device, events = args
     if device == "cpu":  # one thread per worker: the processes share the cores
         torch.set_num_threads(1)
     options.device = device
-    return run_batch(Path(src), Path(out_dir), options).to_dict()
+
+    def forward(e: dict[str, Any]) -> None:  # each file's result to the parent as it is done
+        if e["event"] == "file":
+            events.put(e)
+
+    return run_batch(Path(src), Path(out_dir), options, forward).to_dict()
 
 
 def run_sharded(src: Path, out_dir: Path, options: InvertOptions, devices: list[str],
                 on_event: Callable[[dict[str, Any]], None] | None = None) -> Summary:
     """One process per entry of ``devices`` (``cuda:N`` for ``--gpus``; ``cpu`` for ``--jobs``,
-    one thread each), worker ``g`` inverting shard ``g`` of them (within ``options.shard``)."""
+    one thread each), worker ``g`` inverting shard ``g`` of them (within ``options.shard``).
+    ``on_event`` gets each file's result as a worker finishes it."""
     import copy
+    import queue
 
     import torch.multiprocessing as mp
 
     i, n = options.shard
-    jobs = []
-    for g, device in enumerate(devices):
-        opt = copy.deepcopy(options)
-        opt.shard = (i + g * n, n * len(devices))  # shard i/n split again into the workers
-        jobs.append((str(src), str(out_dir), opt, device))
+    ctx = mp.get_context("spawn")
     start = time.perf_counter()
-    with mp.get_context("spawn").Pool(len(devices)) as pool:
-        parts = pool.map(_shard_worker, jobs)
+    with ctx.Manager() as manager:
+        events = manager.Queue()
+        jobs = []
+        for g, device in enumerate(devices):
+            opt = copy.deepcopy(options)
+            opt.shard = (i + g * n, n * len(devices))  # shard i/n split again into the workers
+            jobs.append((str(src), str(out_dir), opt, device, events))
+        with ctx.Pool(len(devices)) as pool:
+            pending = pool.map_async(_shard_worker, jobs)
+            done = False
+            while not done:
+                done = pending.ready()  # then every event is in the queue: drain it, stop
+                while True:
+                    try:
+                        e = events.get(timeout=0 if done else 0.1)
+                    except queue.Empty:
+                        break
+                    if on_event:
+                        on_event(e)
+            parts = pending.get()
     summary = Summary()
     for part in parts:
         for f in part["files"]:
-            r = FileResult(**f)
-            summary.add(r)
-            if on_event:
-                on_event({"event": "file", **f})
+            summary.add(FileResult(**f))
     summary.wall_seconds = time.perf_counter() - start
     return summary
 
