@@ -274,15 +274,22 @@ def _median_times(fns: list[Callable[[], object]], device: torch.device,
     return [sorted(t)[len(t) // 2] for t in times]
 
 
-def _method_fns(inv, x: torch.Tensor):
+def _method_fns(inv, x: torch.Tensor, chunk: int | None = None):
     """``(total, cnn, ls)`` callables timing ``inv`` (an Inverter) on ``x`` (B, K, T), the
     complex STFT for the oracle, else magnitudes; cnn and ls (the network and the least
-    squares alone) are None except for ppsi methods."""
+    squares alone) are None except for ppsi methods. ``chunk``: total feeds the online stream
+    ``chunk`` frames per push (then flushes), as a real-time caller does."""
     from .integrate import integrate
     from .inverter import band_bins
     from .model import predict
 
-    total = (lambda: inv(x))
+    def streamed():
+        stream = inv.stream()
+        for t in range(0, x.shape[-1], chunk):
+            stream.push(x[..., t:t + chunk])
+        stream.flush()
+
+    total = streamed if chunk else (lambda: inv(x))
     if not inv.method.uses_network:
         return total, None, None
     b, f = predict(inv.model.net, x)
@@ -296,8 +303,13 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                  threads: int | None = 1, batches: Iterable[int] | None = None,
                  repeats: int = 5, audio: Iterable[Path] | None = None,
                  stft: StftConfig | None = None, peers: bool = False,
+                 chunk: int | None = None,
                  on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Time whole inversions (magnitudes -> waveform) of ``seconds`` of real speech per method.
+
+    ``chunk``: time the online methods as streams fed ``chunk`` frames per push (1: frame by
+    frame, a real-time caller's cost per hop; without it the whole input is one call); offline
+    methods are refused then, and the default list is the online methods.
 
     ``peers``: also time the other libraries' methods that are installed (:mod:`ppsi_cli.peers`:
     librosa beside each Griffin-Lim row, with its iterations; pghipy beside PGHI), and give
@@ -334,6 +346,15 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     text = methods if methods is not None else (
         CUDA_METHODS if device.type == "cuda" else INVERT_METHODS)
     names = parse_methods(text if isinstance(text, str) else ",".join(text))
+    if chunk is not None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 frame, got {chunk}")
+        if methods is None:
+            names = [m for m in names if m.online]
+        offline = [m.label for m in names if not m.online]
+        if offline or peers:
+            raise ValueError("chunk times online streams; offline: "
+                             f"{', '.join(offline) or 'the peers'}")
     if peers:
         names += _peer_methods(names)
     sizes = list(batches) if batches is not None else (
@@ -361,8 +382,8 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                 x = specs if inv.method.name == "oracle" else specs.abs()
                 # warm-up on 2 s: more frames than one CPU tile of the CNN (shapes get primed)
                 lead = 2 * cfg.sample_rate // cfg.hop_length
-                _method_fns(inv, x[..., :lead])[0]()
-                mine = [f for f in _method_fns(inv, x) if f is not None]
+                _method_fns(inv, x[..., :lead], chunk)[0]()
+                mine = [f for f in _method_fns(inv, x, chunk) if f is not None]
                 spans.append((len(fns), len(mine)))
                 fns += mine
             # every method of this batch size timed in the same rounds, so a ratio between two
@@ -371,7 +392,8 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
             work = audio_seconds * batch
             for (inv, source), (at, n) in zip(invs, spans):
                 row = dict(method=inv.method.label, batch=batch, device=str(device),
-                           threads=torch.get_num_threads(), audio_seconds=audio_seconds)
+                           threads=torch.get_num_threads(), audio_seconds=audio_seconds,
+                           chunk_frames=chunk)
                 row["seconds_per_audio_second"] = timed[at] / work
                 row["realtime_factor"] = 1.0 / row["seconds_per_audio_second"]
                 if n == 3:

@@ -134,6 +134,28 @@ def test_bench_invert_table_and_errors(tiny_weights) -> None:
         assert result.exit_code == 2 and message in result.stderr, result.output
 
 
+def test_bench_invert_streamed_chunks(tiny_strided_weights) -> None:
+    """--chunk: the online methods timed as streams fed N frames per push; offline methods and
+    peers refused (they have no stream)."""
+    from ppsi_cli.bench import bench_invert
+
+    rows = bench_invert(seconds=0.5, methods=["ppsi-strided", "rtpghi"], repeats=1, chunk=1,
+                        weights=tiny_strided_weights)
+    assert [(r["method"], r["chunk_frames"]) for r in rows] == [("ppsi-strided", 1),
+                                                                 ("rtpghi", 1)]
+    assert all(r["seconds_per_audio_second"] > 0 for r in rows)
+    default = bench_invert(seconds=0.5, repeats=1, chunk=4, weights=tiny_strided_weights)
+    assert {r["method"] for r in default} == {"ppsi", "ppsi-strided", "oracle", "rtisi-la",
+                                              "rtisi", "rtpghi"}  # the online defaults
+    for kwargs, message in (({"methods": ["gl32"]}, "offline: griffin-lim"),
+                            ({"methods": ["ppsi"], "peers": True}, "offline: the peers"),
+                            ({"methods": ["ppsi"], "chunk": 0}, "chunk must be >= 1")):
+        with pytest.raises(ValueError, match=message):
+            bench_invert(seconds=0.5, repeats=1, **{"chunk": 2, **kwargs})
+    result = runner.invoke(app, ["bench", "invert", "--chunk", "1", "--methods", "gl32"])
+    assert result.exit_code == 1 and "offline: griffin-lim" in result.stderr
+
+
 def test_bench_invert_library_batches(tiny_strided_weights) -> None:
     """The batched path (CUDA's, run here on CPU): one row per (method, batch), batch size by
     batch size (the methods of one size are timed in the same rounds)."""

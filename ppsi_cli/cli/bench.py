@@ -122,6 +122,8 @@ def invert_table(rows: list[dict]) -> Table:
     cuda = first.get("device", "cpu").startswith("cuda")
     notes = [f"{first.get('audio_seconds', 0):.1f} s of speech per file, {first.get('device')}"
              + ("" if cuda else f", {first.get('threads')} thread(s)")
+             + (f", streamed {first['chunk_frames']} frame(s) per push (CNN and LS columns: "
+                "whole files)" if first.get("chunk_frames") else "")
              + "; s per audio s: lower is better."]
     cnn = {r["method"]: r["cnn_seconds_per_audio_second"] for r in rows
            if "cnn_seconds_per_audio_second" in r and r["batch"] == first.get("batch")}
@@ -181,6 +183,9 @@ def invert_speed(
                                "beside ppsi's Griffin-Lim rows, pghipy beside PGHI; pip "
                                "install 'ppsi[peers]'), with each of ppsi's rows' time over "
                                "its fastest peer's."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="Time the online methods as "
+                                        "streams fed N frames per push (1: frame by frame, as a "
+                                        "real-time caller) instead of whole files."),
 ) -> None:
     """Time every inversion method on real speech: seconds per audio second, CNN vs LS."""
     import torch
@@ -219,7 +224,7 @@ def invert_speed(
             rows = bench_invert(device=device, seconds=seconds, methods=methods,
                                 stft=stft_config(stft),
                                 weights=weights, threads=threads, batches=sizes,
-                                repeats=repeats, audio=audio, peers=peers,
+                                repeats=repeats, audio=audio, peers=peers, chunk=chunk,
                                 on_result=on_result)
         except (ValueError, FileNotFoundError) as e:
             raise fail(str(e)) from None
