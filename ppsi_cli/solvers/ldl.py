@@ -5,7 +5,7 @@ Van Loan, Matrix Computations, 4.3.6), with the factorisation fused into the for
 substitution and each pivot inverted once. Two compiled entry points use it:
 
 - :func:`solve_ldl`, the registry's ``ldl`` solver (a batch of systems);
-- :func:`recursion`, the CPU frame recursion of :class:`~ppsi_cli.integrate.PhaseIntegrator`
+- ``_recursion``, the CPU frame recursion of :class:`~ppsi_cli.integrate.PhaseIntegrator`
   (the twin of ``integrate._recursion_numpy``, which calls LAPACK once per frame from Python):
   a whole item's frames in one call, about 8 against 18 µs per 513-bin frame
   (docs/experiments.md, 2026-12-02).
@@ -137,6 +137,7 @@ def kernels() -> tuple | None:
 
 
 def not_positive_definite(where: str) -> np.linalg.LinAlgError:
+    """The error of a failed solve, as LAPACK's path raises it (``where``: system or frame)."""
     return np.linalg.LinAlgError(f"LDL^H solve failed at {where}: matrix not positive definite")
 
 
