@@ -82,18 +82,22 @@ class Method:
         """Shipped weights variant a network method uses (online | strided | offline)."""
         return NETWORK.get(self.name)
 
+    def _set(self) -> list[str]:
+        """``KEY=VALUE`` of the options that differ from their defaults (or are always shown)."""
+        defaults = METHODS[self.name][1]
+        # floats without "e+" (1e+06 -> 1e06): a "+" would split the spelling when parsed back
+        return [f"{k}={v:g}".replace("e+", "e") if isinstance(v, float) else f"{k}={v}"
+                for k, v in self.options if v != defaults[k] or k in _SHOWN.get(self.name, ())]
+
     @property
     def label(self) -> str:
         """Canonical spelling: the name, then the options that differ from their defaults."""
-        defaults = METHODS[self.name][1]
-        extra = [f"+{k}={v:g}" if isinstance(v, float) else f"+{k}={v}"
-                 for k, v in self.options if v != defaults[k] or k in _SHOWN.get(self.name, ())]
-        return self.name + "".join(extra)
+        return "+".join([self.name, *self._set()])
 
     @property
     def description(self) -> str:
         """The method's description, then the options this instance sets (as in its label)."""
-        shown = self.label[len(self.name):].lstrip("+").replace("+", ", ")
+        shown = ", ".join(self._set())
         return METHODS[self.name][0] + (f"; {shown}" if shown else "")
 
 

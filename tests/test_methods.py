@@ -49,6 +49,8 @@ def test_defaults_overrides_and_properties() -> None:
     assert parse_method("ppsi-offline+refine=8").description.endswith("; refine=8")
     assert parse_method("gl100").description.endswith("; iters=100")
     assert ";" not in parse_method("ppsi").description
+    big = parse_method("ppsi-offline+band=1e6")  # its label parses back to it (no "e+")
+    assert big.label == "ppsi-offline+band=1e06" and parse_method(big.label) == big
 
 
 @pytest.mark.parametrize("text, overrides, message", [
