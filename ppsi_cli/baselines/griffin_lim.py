@@ -58,8 +58,8 @@ def griffin_lim_stft(mag: torch.Tensor, cfg: StftConfig, n_iter: int = 32,
     # no iteration copies a transpose; ``.mT`` views give istft its (..., F, T) shape for free.
     mag = mag.mT.contiguous()
     phase = phase.expand(*mag.shape[:-2], *phase.shape[-2:]).mT
-    if phase.is_complex():  # its unit phasors, without the angle / polar round trip (a third
-        # of the least squares' time); a bin where it is exactly 0 starts at 0, as a
+    if phase.is_complex():  # its unit phasors, without the angle / polar round trip (3 against
+        # 13-19 ms per 20 s, docs/experiments.md); a bin where it is exactly 0 starts at 0, as a
         # projection's 0 does below
         c = torch.sgn(phase.to(torch.complex128 if mag.dtype == torch.float64
                                else torch.complex64).contiguous()).mul_(mag)

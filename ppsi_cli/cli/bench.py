@@ -183,7 +183,7 @@ def invert_speed(
                                "beside ppsi's Griffin-Lim rows, pghipy beside PGHI; pip "
                                "install 'ppsi[peers]'), with each of ppsi's rows' time over "
                                "its fastest peer's."),
-    chunk: Optional[int] = typer.Option(None, "--chunk", help="Time the online methods as "
+    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="Time the online methods as "
                                         "streams fed N frames per push (1: frame by frame, as a "
                                         "real-time caller) instead of whole files."),
 ) -> None:
