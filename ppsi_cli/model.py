@@ -99,8 +99,16 @@ class PhaseDiffNet(nn.Module):
         return out
 
     def _forward(self, feats: torch.Tensor) -> torch.Tensor:
-        h = feats.contiguous(memory_format=torch.channels_last)
-        return self.head(self.blocks(self.stem(h)))
+        h = self.blocks(self.stem(feats.contiguous(memory_format=torch.channels_last)))
+        if torch.is_grad_enabled():
+            return self.head(h)
+        # inference: the 1x1 head as one matrix product over the channels-last rows, (outputs,
+        # C) @ (C, rows): 3-4x faster than the convolution's generic path for 2-4 outputs
+        n_b, c, n_t, n_f = h.shape
+        w, b = self.head.weight.view(-1, c), self.head.bias
+        rows = h.permute(0, 2, 3, 1).reshape(-1, c)
+        out = torch.addmm(b.unsqueeze(-1), w, rows.t())
+        return out.view(-1, n_b, n_t, n_f).transpose(0, 1)
 
     def forward(self, logmag: torch.Tensor) -> torch.Tensor:
         """``(B, F, T)`` log-magnitudes -> ``(B, outputs, F, T)``."""

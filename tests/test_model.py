@@ -271,8 +271,9 @@ def test_band_streams_alike_and_all_bins_is_the_network_alone(speech, chunk) -> 
     b_net, f_net = predict(net, mag)
     # bins whose receptive field (kernel 5: +-2 per layer, stem and 3 blocks) ends inside the band
     inner = 129 - 2 * (1 + len(net.cfg.dilations))
-    assert torch.equal(seen["b"][0, :inner], b_net[:inner])
-    assert torch.equal(seen["f"][0, :inner], f_net[:inner])
+    # the same up to the summation order of the head's matrix product over fewer rows
+    torch.testing.assert_close(seen["b"][0, :inner], b_net[:inner], rtol=0, atol=1e-12)
+    torch.testing.assert_close(seen["f"][0, :inner], f_net[:inner], rtol=0, atol=1e-12)
     assert not torch.allclose(seen["b"][0, 129:], b_net[129:])
     full = Inverter("ppsi-offline+refine=0+band=0", model=model)(mag)
     assert torch.equal(Inverter("ppsi-offline+refine=0+band=8000", model=model)(mag), full)
