@@ -45,6 +45,9 @@ def frame_systems(mag: torch.Tensor, fpd: torch.Tensor, cfg: SolverConfig):
     ``lower`` (..., T, K-1) complex (``A[k+1, k] = -gam_k u_k``; the upper diagonal is its
     conjugate), ``weight`` (..., T, K) complex with ``rhs_t = weight_t * unit phase of frame t-1``,
     and boolean (..., T) masks of silent frames and of frames that restart the recursion.
+
+    The compiled CPU recursion (``solvers.ldl._recursion``) repeats this arithmetic frame by
+    frame, operation for operation; ``tests/test_integrate.py`` holds the two equal.
     """
     real = mag.dtype
     cplx = torch.complex128 if real == torch.float64 else torch.complex64
@@ -99,6 +102,11 @@ class PhaseIntegrator:
         k, n = mag.shape[-2:]
         assert bpd.shape[-2:] == (k, n) and fpd.shape[-2:] == (k - 1, n), (bpd.shape, fpd.shape)
         fpd = fpd.to(mag.dtype)
+        tpd = bpd_to_tpd(bpd.to(mag.dtype), self.stft)
+        if self.solver_name == "ldl":  # CPU with numba: systems and recursion in one call
+            out = self._recursion_compiled(mag, fpd, tpd)
+            self._prev_mag = mag[..., -1]
+            return out
         if self._prev_mag is None:
             mags, fpds = mag, fpd
         else:  # the previous frame enters the weights lam and the silence test
@@ -108,11 +116,10 @@ class PhaseIntegrator:
         first = mags.shape[-1] - n
         diag, lower, weight = diag[..., first:, :], lower[..., first:, :], weight[..., first:, :]
         silent, restart = silent[..., first:], restart[..., first:]
-        tpd = bpd_to_tpd(bpd.to(mag.dtype), self.stft).transpose(-1, -2)
-        wrot = polar(weight.real.contiguous(), tpd)  # weight is real-valued
+        wrot = polar(weight.real.contiguous(), tpd.transpose(-1, -2))  # weight is real-valued
         mag_t, fpd_t = mag.transpose(-1, -2), fpd.transpose(-1, -2)
-        if self.solver_name in ("lapack", "ldl"):  # CPU: each item's recursion in one call
-            out = self._recursion_cpu(mag_t, fpd_t, diag, lower, wrot, silent, restart)
+        if self.solver_name == "lapack":  # CPU without numba: LAPACK per frame from NumPy
+            out = self._recursion_lapack(mag_t, fpd_t, diag, lower, wrot, silent, restart)
         else:
             out = torch.stack([self._step(mag_t[..., i, :], fpd_t[..., i, :], diag[..., i, :],
                                           lower[..., i, :], wrot[..., i, :], silent[..., i],
@@ -120,26 +127,49 @@ class PhaseIntegrator:
         self._prev_mag = mag[..., -1]
         return out
 
-    def _recursion_cpu(self, mag_t, fpd_t, diag, lower, wrot, silent, restart):
-        """Each item's frames in one call: the compiled LDL^H recursion (``ldl``) or the NumPy
-        loop over LAPACK ``?ptsv`` (``lapack``)."""
+    def _recursion_compiled(self, mag, fpd, tpd):
+        """Each item's frames in one compiled call (:func:`ppsi_cli.solvers.ldl._recursion`),
+        which also builds the frames' systems: the trigonometry runs here, vectorised."""
+        lead, (k, n) = mag.shape[:-2], mag.shape[-2:]
+        m, f, t = (x.reshape(-1, x.shape[-2], n).transpose(-1, -2).contiguous().numpy()
+                   for x in (mag, fpd, tpd))
+        real = m.dtype
+        cplx = np.complex128 if real == np.float64 else np.complex64
+        c = self.cfg
+        par = np.array([c.p, c.g, c.mag_floor, c.silence_threshold,
+                        1 + c.diag_load if c.diag_load > 0 else 0], dtype=real)
+        mode = {1.0: 1, 2.0: 2, 3.0: 3, 0.5: 4}.get(float(c.p), 0)
+        has_prev = self._prev_mag is not None
+        prev = (self._prev_mag.reshape(-1, k).numpy() if has_prev
+                else np.zeros((m.shape[0], k), real))
+        has_unit = self._unit is not None
+        units = (self._unit.reshape(-1, k).numpy() if has_unit
+                 else np.zeros((m.shape[0], k), cplx))
+        trig = (np.cos(f), np.sin(f), np.cos(t), np.sin(t))
+        compiled = ldl.kernels()[1]
+        outs, last = [], []
+        for i in range(m.shape[0]):
+            z, u, bad = compiled(m[i], f[i], *(a[i] for a in trig), prev[i], has_prev, par,
+                                 mode, units[i], has_unit)
+            if bad:
+                raise ldl.not_positive_definite(f"frame {bad - 1}")
+            outs.append(z)
+            last.append(u)
+        self._unit = torch.from_numpy(np.stack(last)).reshape(*lead, k)
+        out = outs[0][None] if len(outs) == 1 else np.stack(outs)
+        return torch.from_numpy(out).reshape(*lead, n, k).transpose(-1, -2)
+
+    def _recursion_lapack(self, mag_t, fpd_t, diag, lower, wrot, silent, restart):
+        """Each item's frames in one NumPy loop over LAPACK ``?ptsv``."""
         lead, (n, k) = mag_t.shape[:-2], mag_t.shape[-2:]
         flat = [a.reshape(-1, *a.shape[-2:]).contiguous().numpy() for a in (
             mag_t, fpd_t, diag, lower.resolve_conj(), wrot)]
         masks = [m.reshape(-1, n).numpy() for m in (silent, restart)]
         units = (self._unit.reshape(-1, k).numpy() if self._unit is not None
                  else [None] * flat[0].shape[0])
-        compiled = ldl.kernels()[1] if self.solver_name == "ldl" else None
         outs, last = [], []
         for i in range(flat[0].shape[0]):
-            if compiled is None:
-                z, u = _recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks), units[i])
-            else:
-                start = units[i] if units[i] is not None else np.zeros(k, flat[4].dtype)
-                z, u, bad = compiled(*(a[i] for a in flat), *(m[i] for m in masks), start,
-                                     units[i] is not None)
-                if bad:
-                    raise ldl.not_positive_definite(f"frame {bad - 1}")
+            z, u = _recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks), units[i])
             outs.append(z)
             last.append(u)
         self._unit = torch.from_numpy(np.stack(last)).reshape(*lead, k)

@@ -90,6 +90,36 @@ def test_solvers_agree_on_the_recursion(speech) -> None:
         assert rel(integrate(mag, b, f, CFG, SolverConfig(solver=name)), ref) <= 1e-9
 
 
+@pytest.mark.parametrize("p", [0.5, 1.0, 2.0, 3.0, 1.5])
+def test_compiled_systems_equal_frame_systems(speech, p: float) -> None:
+    """The compiled recursion builds each frame's system itself (numba); against LAPACK on
+    ``frame_systems``' systems, for every exponent it special-cases and one it does not, from
+    perturbed phase differences (with the true ones any weights give the same phase), with
+    digital silence inside, pushed in chunks, in float64 and (30 frames) in float32."""
+    from ppsi_cli.solvers.ldl import numba_available
+
+    if not numba_available():
+        pytest.skip("needs numba")
+    x, sr = speech
+    x = torch.cat([x[:8000], torch.zeros(int(0.2 * sr), dtype=x.dtype), x[8000:16000]])
+    mag, b, f = oracle(x)
+    gen = torch.Generator().manual_seed(0)  # predicted-like differences: then the weights matter
+    b = b + 0.5 * torch.randn(b.shape, generator=gen, dtype=b.dtype)
+    f = f + 0.5 * torch.randn(f.shape, generator=gen, dtype=f.dtype)
+    for dtype, n_t, tol in ((torch.float64, mag.shape[-1], 1e-9), (torch.float32, 30, 1e-4)):
+        m, bb, ff = (a[:, :n_t].to(dtype) for a in (mag, b, f))
+        out = {}
+        for solver in ("lapack", "ldl"):
+            integ = PhaseIntegrator(CFG, SolverConfig(p=p, g=3.0, solver=solver))
+            assert integ.solver_name == solver
+            out[solver] = torch.cat([integ.push(m[:, t:t + 7], bb[:, t:t + 7], ff[:, t:t + 7])
+                                     for t in range(0, n_t, 7)], dim=-1)
+        assert rel(out["ldl"], out["lapack"]) <= tol, (dtype, rel(out["ldl"], out["lapack"]))
+        silent = m.amax(0) == 0
+        assert silent.sum() >= (6 if dtype == torch.float64 else 0)
+        assert (out["ldl"][:, silent] == 0).all()
+
+
 def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     return 10 * math.log10(np.sum(ref ** 2) / max(np.sum((ref - est) ** 2), 1e-300))
 

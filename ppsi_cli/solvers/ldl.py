@@ -5,10 +5,12 @@ Van Loan, Matrix Computations, 4.3.6), with the factorisation fused into the for
 substitution and each pivot inverted once. Two compiled entry points use it:
 
 - :func:`solve_ldl`, the registry's ``ldl`` solver (a batch of systems);
-- ``_recursion``, the CPU frame recursion of :class:`~ppsi_cli.integrate.PhaseIntegrator`
-  (the twin of ``integrate._recursion_numpy``, which calls LAPACK once per frame from Python):
-  a whole item's frames in one call, about 8 against 18 µs per 513-bin frame
-  (docs/experiments.md, 2026-12-02).
+- ``_recursion``, the CPU frame recursion of :class:`~ppsi_cli.integrate.PhaseIntegrator`:
+  a whole item's frames in one call, each frame's system built in the loop with the arithmetic
+  of ``integrate.frame_systems`` (the same float32 results), then solved. LAPACK from NumPy
+  (``integrate._recursion_numpy``) took 18 µs per 513-bin frame, this solve 8; building the
+  systems here instead of in torch took the least squares from 0.0013 to 0.0010 s per audio s
+  and a one-frame push from about 450 to 190 µs (docs/experiments.md, 2026-12-02).
 
 numba is optional (``pip install "ppsi[fast]"``); without it :func:`kernels` is None and the
 ``auto`` solver on CPU stays ``lapack``.
@@ -83,19 +85,59 @@ def _solve_batch(d, lower, b):  # pragma: no cover (compiled by numba)
     return out, 0
 
 
-def _recursion(mag, fpd, diag, lower, wrot, silent, restart, unit, has_unit):  # pragma: no cover
-    """The frame recursion of ``integrate._recursion_numpy`` for one item, (T, K) arrays.
-    ``unit``: phasors of the frame before (used where ``has_unit``). Returns (frames, last
-    unit, 0 or 1 + the frame whose system is not positive definite)."""
+def _power(x, p, mode):  # pragma: no cover (compiled by numba)
+    """``x ** p`` as torch computes it in float32 (exponents 1, 2, 3, 0.5 exactly; ``mode``
+    says which, 0 for any other)."""
+    if mode == 1:
+        return x
+    if mode == 2:
+        return x * x
+    if mode == 3:
+        return x * x * x
+    if mode == 4:
+        return np.sqrt(x)
+    return x ** p
+
+
+def _recursion(mag, fpd, cos_f, sin_f, cos_t, sin_t, prev, has_prev, par, mode, unit,
+               has_unit):  # pragma: no cover (compiled by numba)
+    """The frame recursion of :class:`~ppsi_cli.integrate.PhaseIntegrator` for one item, with
+    each frame's system built here: the arithmetic of ``integrate.frame_systems`` (same
+    operations, same order: the same float32 results), then the LDL^H solve, in one pass
+    over the frame's bins.
+
+    (T, K) arrays ``mag`` and ``cos_t``/``sin_t`` (of the TPD), (T, K-1) ``fpd`` and
+    ``cos_f``/``sin_f``; ``prev``: the frame before (used where ``has_prev``); ``par`` =
+    (p, g, mag_floor, silence_threshold, 1 + diag_load or 0) in the dtype of ``mag``;
+    ``mode``: :func:`_power`'s. ``unit``: phasors of the frame before (used where
+    ``has_unit``). Returns (frames, last unit, 0 or 1 + the frame whose system is not positive
+    definite)."""
     n_t, k = mag.shape
-    out = np.empty((n_t, k), wrot.dtype)
+    p, g, floor, thr, load = par[0], par[1], par[2], par[3], par[4]
+    one = mag.dtype.type(1)
+    out = np.empty((n_t, k), unit.dtype)
     tiny = np.finfo(mag.dtype).tiny
     inv = np.empty(k, mag.dtype)
     er = np.empty(k, mag.dtype)
     ei = np.empty(k, mag.dtype)
+    a = np.empty(k, mag.dtype)
+    d = np.empty(k, mag.dtype)
+    lo = np.empty(max(k - 1, 0), unit.dtype)
+    gam = np.empty(max(k - 1, 0), mag.dtype)
     u = unit.copy()
+    last = prev.copy()
+    prev_silent = True
+    if has_prev:
+        prev_silent = not last.max() > thr
     for t in range(n_t):
-        if not has_unit or restart[t]:  # integrate FPD along frequency from phase 0
+        peak = mag[t].max()
+        silent = not peak > thr
+        scale = peak if peak > thr else one
+        for i in range(k):  # a, and lam (in d) with the frame before
+            a[i] = max(mag[t, i] / scale, floor)
+            ap = max((last[i] if has_prev or t else mag.dtype.type(0)) / scale, floor)
+            d[i] = _power(a[i] * ap, p, mode)
+        if not has_unit or (prev_silent and not silent):  # integrate FPD from phase 0
             ph = fpd[t, 0] * 0 if k > 1 else mag[t, 0] * 0
             u[0] = 1
             for i in range(k - 1):
@@ -103,16 +145,30 @@ def _recursion(mag, fpd, diag, lower, wrot, silent, restart, unit, has_unit):  #
                 u[i + 1] = complex(np.cos(ph), np.sin(ph))
             has_unit = True
         else:
-            for i in range(k):
-                u[i] = wrot[t, i] * u[i]
-            if _solve_in_place(diag[t], lower[t], u, inv, er, ei):
+            for i in range(k):  # the right-hand side lam a exp(j TPD) u_{t-1}
+                w = d[i] * a[i]
+                u[i] = complex(w * cos_t[t, i], w * sin_t[t, i]) * u[i]
+            for i in range(k - 1):  # frequency terms gam_k: diagonal and subdiagonal
+                gam[i] = g * _power(a[i] * a[i + 1], p, mode)
+                r = a[i + 1] / a[i]
+                d[i] = d[i] + gam[i] * (r * r)
+                r = gam[i] * a[i + 1] / a[i]
+                lo[i] = complex(-(r * cos_f[t, i]), -(r * sin_f[t, i]))
+            for i in range(1, k):
+                d[i] = d[i] + gam[i - 1]
+            if load > 0:
+                for i in range(k):
+                    d[i] = d[i] * load
+            if _solve_in_place(d, lo, u, inv, er, ei):
                 return out, u, t + 1
             for i in range(k):
                 u[i] = u[i] * (1 / max(abs(u[i]), tiny))
-        if silent[t]:
+        if silent:
             u[:] = 0
         for i in range(k):
             out[t, i] = mag[t, i] * u[i]
+            last[i] = mag[t, i]
+        prev_silent = silent
     return out, u, 0
 
 
@@ -121,9 +177,9 @@ _KERNELS: list = []
 
 def kernels() -> tuple | None:
     """(:func:`_solve_batch`, :func:`_recursion`) compiled by numba (cached on disk), or None
-    without numba. The shared solve is compiled first and takes its name's place, where the
-    compiled entry points find it."""
-    global _solve_in_place
+    without numba. The shared helpers are compiled first and take their names' place, where the
+    compiled entry points find them."""
+    global _solve_in_place, _power
     if not _KERNELS:
         from ..runtime import numba_jit
 
@@ -131,7 +187,7 @@ def kernels() -> tuple | None:
         if jit is None:
             _KERNELS.append(None)
         else:
-            _solve_in_place = jit(_solve_in_place)
+            _solve_in_place, _power = jit(_solve_in_place), jit(_power)
             _KERNELS.append((jit(_solve_batch), jit(_recursion)))
     return _KERNELS[0]
 
