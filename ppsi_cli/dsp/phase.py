@@ -8,6 +8,7 @@ bin), K - 1 values per frame.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -23,8 +24,10 @@ def _phase(spec: torch.Tensor) -> torch.Tensor:
     return torch.angle(spec) if torch.is_complex(spec) else spec
 
 
+@lru_cache(maxsize=64)
 def bin_advance(cfg: StftConfig, dtype=torch.float32, device=None) -> torch.Tensor:
-    """Phase advance 2 pi k H / N of a stationary sinusoid at each bin centre, (F, 1)."""
+    """Phase advance 2 pi k H / N of a stationary sinusoid at each bin centre, (F, 1) (cached:
+    a stream asks for it at every push; never written into)."""
     k = torch.arange(cfg.n_bins, dtype=torch.float64)
     return (2 * math.pi * k * cfg.hop_length / cfg.n_fft).remainder(2 * math.pi).to(
         dtype=dtype, device=device).unsqueeze(-1)

@@ -191,6 +191,7 @@ class OverlapAdd:
         self._frames = 0  # frames pushed
         self._per: torch.Tensor | None = None
         self._head: torch.Tensor | None = None  # window sum over the first n_fft samples
+        self._env: torch.Tensor | None = None  # _per repeated for the last push's frame count
 
     def push(self, frames: torch.Tensor) -> torch.Tensor:
         cfg, hop = self.cfg, self.cfg.hop_length
@@ -207,7 +208,9 @@ class OverlapAdd:
         start, done = self._frames * hop, n * hop
         self._frames += n
         self._carry = y[..., done:]
-        env = self._per.repeat(n)
+        if self._env is None or self._env.shape[-1] != n * hop:  # the same n push after push
+            self._env = self._per.repeat(n)
+        env = self._env
         if start < size:  # the first samples lie under fewer windows
             k = min(size - start, done)
             env = torch.cat([self._head[start:start + k], env[k:]])
