@@ -147,17 +147,15 @@ class PhaseIntegrator:
                  else np.zeros((m.shape[0], k), cplx))
         trig = (np.cos(f), np.sin(f), np.cos(t), np.sin(t))
         compiled = ldl.kernels()[1]
-        outs, last = [], []
-        for i in range(m.shape[0]):
+
+        def item(i):
             z, u, bad = compiled(m[i], f[i], *(a[i] for a in trig), prev[i], has_prev, par,
                                  mode, units[i], has_unit)
             if bad:
                 raise ldl.not_positive_definite(f"frame {bad - 1}")
-            outs.append(z)
-            last.append(u)
-        self._unit = torch.from_numpy(np.stack(last)).reshape(*lead, k)
-        out = outs[0][None] if len(outs) == 1 else np.stack(outs)
-        return torch.from_numpy(out).reshape(*lead, n, k).transpose(-1, -2)
+            return z, u
+
+        return self._stacked([item(i) for i in range(m.shape[0])], lead)
 
     def _recursion_lapack(self, mag_t, fpd_t, diag, lower, wrot, silent, restart):
         """Each item's frames in one NumPy loop over LAPACK ``?ptsv``."""
@@ -167,11 +165,13 @@ class PhaseIntegrator:
         masks = [m.reshape(-1, n).numpy() for m in (silent, restart)]
         units = (self._unit.reshape(-1, k).numpy() if self._unit is not None
                  else [None] * flat[0].shape[0])
-        outs, last = [], []
-        for i in range(flat[0].shape[0]):
-            z, u = _recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks), units[i])
-            outs.append(z)
-            last.append(u)
+        return self._stacked([_recursion_numpy(*(a[i] for a in flat), *(m[i] for m in masks),
+                                               units[i]) for i in range(flat[0].shape[0])], lead)
+
+    def _stacked(self, items, lead):
+        """Each item's (frames (n, K), last unit (K)) -> (..., K, n); the units are kept."""
+        outs, last = zip(*items)
+        n, k = outs[0].shape
         self._unit = torch.from_numpy(np.stack(last)).reshape(*lead, k)
         out = outs[0][None] if len(outs) == 1 else np.stack(outs)
         return torch.from_numpy(out).reshape(*lead, n, k).transpose(-1, -2)

@@ -7,6 +7,7 @@ draws them. Rank 0 alone writes the log, checkpoints and the final ``weights.pt`
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import time
@@ -329,6 +330,11 @@ def run(cfg: TrainConfig, resume: str | None = None,
     finally:
         if log_file:
             log_file.close()
+        # the DDP model (its reducer holds the group's work) goes before the process group: in
+        # one of about ten full test runs, torch 2.13's gloo aborted a rank at exit
+        # ("terminate called without an active exception") with the model freed after it
+        trainer = None
+        gc.collect()
         dist.shutdown()
 
 
