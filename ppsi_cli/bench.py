@@ -278,7 +278,8 @@ def _method_fns(inv, x: torch.Tensor, chunk: int | None = None):
     """``(total, cnn, ls)`` callables timing ``inv`` (an Inverter) on ``x`` (B, K, T), the
     complex STFT for the oracle, else magnitudes; cnn and ls (the network and the least
     squares alone) are None except for ppsi methods. ``chunk``: total feeds the online stream
-    ``chunk`` frames per push (then flushes), as a real-time caller does."""
+    ``chunk`` frames per push (then flushes), as a real-time caller does, and keeps the seconds
+    of every push in its ``pushes`` list."""
     from .integrate import integrate
     from .inverter import band_bins
     from .model import predict
@@ -286,8 +287,13 @@ def _method_fns(inv, x: torch.Tensor, chunk: int | None = None):
     def streamed():
         stream = inv.stream()
         for t in range(0, x.shape[-1], chunk):
+            t0 = time.perf_counter()
             stream.push(x[..., t:t + chunk])
+            _sync(x.device)
+            streamed.pushes.append(time.perf_counter() - t0)
         stream.flush()
+
+    streamed.pushes = []
 
     total = streamed if chunk else (lambda: inv(x))
     if not inv.method.uses_network:
@@ -325,8 +331,11 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`, on the
     method's ``band``) and
     ``ls_seconds_per_audio_second`` (:func:`ppsi_cli.integrate.integrate`), and ``weights``
-    (where the model came from; "" for the others). The STFT of the input is not timed: the
-    methods start from magnitudes (oracle from the complex STFT).
+    (where the model came from; "" for the others). With ``chunk`` also ``hop_ms`` (the audio
+    one push brings: a real-time caller's deadline per push), ``pushes`` (timed) and
+    ``push_ms`` (median, p99 and max over every timed push: what a deadline sees, beside the
+    mean that seconds per audio second gives). The STFT of the input is not timed: the methods
+    start from magnitudes (oracle from the complex STFT).
     """
     from .dsp.stft import stft as analyse
     from .inverter import Inverter
@@ -399,6 +408,8 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
                 if n == 3:
                     row["cnn_seconds_per_audio_second"] = timed[at + 1] / work
                     row["ls_seconds_per_audio_second"] = timed[at + 2] / work
+                if chunk is not None:
+                    row.update(_push_times(fns[at].pushes, chunk, cfg))
                 row["weights"] = source
                 rows.append(row)
                 if on_result is not None:
@@ -406,6 +417,15 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
         if peers:
             _vs_peer(rows, names)
         return rows
+
+
+def _push_times(pushes: list[float], chunk: int, cfg: StftConfig) -> dict:
+    """``hop_ms``, ``pushes`` and ``push_ms`` (median, p99, max in ms) of a stream's pushes."""
+    ms = sorted(1000 * t for t in pushes)
+    return {"hop_ms": 1000 * chunk * cfg.hop_length / cfg.sample_rate, "pushes": len(ms),
+            "push_ms": {"median": ms[len(ms) // 2], "p99": ms[min(len(ms) - 1,
+                                                                  math.ceil(0.99 * len(ms)) - 1)],
+                        "max": ms[-1]}}
 
 
 def _shared(peer, mine) -> dict:

@@ -10,9 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ppsi_cli import StftConfig
 from ppsi_cli.bench import bench_solvers, random_systems
 from ppsi_cli.cli import app
+from ppsi_cli.dsp.stft import n_frames
 from ppsi_cli.solvers import solve_reference
+
+CFG = StftConfig()
 
 runner = CliRunner()
 FAST = ["--k", "33", "--batches", "1,3", "--min-time", "0"]
@@ -144,7 +148,16 @@ def test_bench_invert_streamed_chunks(tiny_strided_weights) -> None:
     assert [(r["method"], r["chunk_frames"]) for r in rows] == [("ppsi-strided", 1),
                                                                  ("rtpghi", 1)]
     assert all(r["seconds_per_audio_second"] > 0 for r in rows)
+    # per push: every push of the timed runs, the deadline a push's audio sets
+    frames = n_frames(int(0.5 * CFG.sample_rate), CFG)
+    for r in rows:
+        assert r["pushes"] == frames and r["hop_ms"] == 16.0
+        p = r["push_ms"]
+        assert 0 < p["median"] <= p["p99"] <= p["max"]
+        # the pushes are part of the run: their sum cannot exceed it
+        assert p["median"] * frames / 2 <= 1000 * r["seconds_per_audio_second"] * 0.5
     default = bench_invert(seconds=0.5, repeats=1, chunk=4, weights=tiny_strided_weights)
+    assert all(r["pushes"] == -(-frames // 4) and r["hop_ms"] == 64.0 for r in default)
     assert {r["method"] for r in default} == {"ppsi", "ppsi-strided", "oracle", "rtisi-la",
                                               "rtisi", "rtpghi"}  # the online defaults
     for kwargs, message in (({"methods": ["gl32"]}, "offline: griffin-lim"),
@@ -154,6 +167,9 @@ def test_bench_invert_streamed_chunks(tiny_strided_weights) -> None:
             bench_invert(seconds=0.5, repeats=1, **{"chunk": 2, **kwargs})
     result = runner.invoke(app, ["bench", "invert", "--chunk", "1", "--methods", "gl32"])
     assert result.exit_code == 1 and "offline: griffin-lim" in result.stderr
+    result = runner.invoke(app, ["bench", "invert", "--chunk", "2", "--methods", "rtpghi",
+                                 "--seconds", "0.5", "--repeats", "1"])
+    assert result.exit_code == 0 and "push median ms" in result.stdout and "32 ms" in result.stdout
 
 
 def test_bench_invert_library_batches(tiny_strided_weights) -> None:

@@ -122,8 +122,10 @@ def invert_table(rows: list[dict]) -> Table:
     cuda = first.get("device", "cpu").startswith("cuda")
     notes = [f"{first.get('audio_seconds', 0):.1f} s of speech per file, {first.get('device')}"
              + ("" if cuda else f", {first.get('threads')} thread(s)")
-             + (f", streamed {first['chunk_frames']} frame(s) per push (CNN and LS columns: "
-                "whole files)" if first.get("chunk_frames") else "")
+             + (f", streamed {first['chunk_frames']} frame(s) per push, "
+                f"{first.get('hop_ms', 0):g} ms of audio each (a real-time caller's deadline "
+                "per push); ms per push over every timed push" if first.get("chunk_frames")
+                else "")
              + "; s per audio s: lower is better."]
     cnn = {r["method"]: r["cnn_seconds_per_audio_second"] for r in rows
            if "cnn_seconds_per_audio_second" in r and r["batch"] == first.get("batch")}
@@ -140,8 +142,9 @@ def invert_table(rows: list[dict]) -> Table:
         table.add_column("batch", justify="right")
     table.add_column("s per audio s", justify="right")
     table.add_column("× real time", justify="right")
-    table.add_column("CNN s/s", justify="right")
-    table.add_column("LS s/s", justify="right")
+    pushes = any("push_ms" in r for r in rows)  # streamed: per push instead of CNN and LS
+    for name in (("push median ms", "p99", "max") if pushes else ("CNN s/s", "LS s/s")):
+        table.add_column(name, justify="right")
     with_peers = any("vs_peer" in r for r in rows)
     if with_peers:
         table.add_column("vs peer", justify="right")
@@ -153,8 +156,10 @@ def invert_table(rows: list[dict]) -> Table:
         cells = [row["method"]] + ([str(row["batch"])] if cuda else [])
         table.add_row(*cells, _per_audio_second(row["seconds_per_audio_second"]),
                       _times(row["realtime_factor"]),
-                      _per_audio_second(row.get("cnn_seconds_per_audio_second")),
-                      _per_audio_second(row.get("ls_seconds_per_audio_second")),
+                      *([f"{row['push_ms'][k]:.2f}" for k in ("median", "p99", "max")]
+                        if pushes else
+                        [_per_audio_second(row.get("cnn_seconds_per_audio_second")),
+                         _per_audio_second(row.get("ls_seconds_per_audio_second"))]),
                       *([f"{row['vs_peer']:.2f}× {row['peer']}" if "vs_peer" in row else ""]
                         if with_peers else []))
     return table
@@ -185,7 +190,8 @@ def invert_speed(
                                "its fastest peer's."),
     chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="Time the online methods as "
                                         "streams fed N frames per push (1: frame by frame, as a "
-                                        "real-time caller) instead of whole files."),
+                                        "real-time caller) instead of whole files, with the "
+                                        "median, p99 and max ms of a push."),
 ) -> None:
     """Time every inversion method on real speech: seconds per audio second, CNN vs LS."""
     import torch
