@@ -138,6 +138,12 @@ def test_nnls_magnitude_reproduces_the_mel_and_is_as_good_as_scipy(speech, name)
         _, best = scipy_nnls(A, b)
         ours = np.linalg.norm(A @ (s[:, t].double().numpy() ** mel.power) - b)
         assert ours - best <= 2e-2 * np.linalg.norm(b), (t, ours, best)
+    # a batch (its items run as more columns of the sparse products) gives each item's result
+    half = m_in.shape[-1] // 2
+    both = mel_to_magnitude(torch.stack([m_in[:, :half], m_in[:, half:2 * half]]), mel, cfg)
+    torch.testing.assert_close(both[0], mel_to_magnitude(m_in[:, :half], mel, cfg), rtol=1e-5,
+                               atol=1e-6 * float(s.max()))
+    torch.testing.assert_close(both[1], s[:, half:2 * half], rtol=1e-5, atol=1e-6 * float(s.max()))
 
 
 # --- inversion -----------------------------------------------------------------------------------
