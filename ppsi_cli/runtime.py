@@ -56,3 +56,17 @@ def numba_jit():
     except ImportError:
         return None
     return numba.njit(cache=True)
+
+
+def compile_kernels(namespace: dict, helpers: tuple[str, ...], entries: tuple[str, ...]
+                    ) -> tuple | None:
+    """The functions ``entries`` of a module (``namespace``: its ``globals()``) compiled by
+    :func:`numba_jit`, or None without numba. The ``helpers`` they call are compiled first and
+    take their names' place in the module, where the compiled entries find them. Call it once
+    per module and keep the result."""
+    jit = numba_jit()
+    if jit is None:
+        return None
+    for name in helpers:
+        namespace[name] = jit(namespace[name])
+    return tuple(jit(namespace[name]) for name in entries)

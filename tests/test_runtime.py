@@ -72,3 +72,40 @@ def test_numba_jit_compiles_or_is_absent(monkeypatch) -> None:
         assert (jit(cumulative)(a) == a.cumsum()).all()
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
     assert numba_jit() is None
+
+
+def _module(tmp_path, name: str):
+    """A fresh module from a file (numba caches a function's code beside its source file)."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text("def double(x):\n"
+                    "    return 2 * x\n"
+                    "def entry(a):\n"
+                    "    out = a.copy()\n"
+                    "    for i in range(a.shape[0]):\n"
+                    "        out[i] = double(a[i])\n"
+                    "    return out\n")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compile_kernels_compiles_helpers_in_place(tmp_path, monkeypatch) -> None:
+    """The helpers are compiled into the module's namespace first, where the compiled entry
+    finds them; without numba, None and the module untouched."""
+    from ppsi_cli.runtime import compile_kernels
+
+    module = _module(tmp_path, "kernels_a")
+    python_double = module.double
+    a = np.arange(5.0)
+    kernels = compile_kernels(vars(module), ("double",), ("entry",))
+    if kernels is not None:
+        assert module.double is not python_double  # compiled in its place
+        assert (kernels[0](a) == 2 * a).all()
+    module = _module(tmp_path, "kernels_b")
+    before = dict(vars(module))
+    monkeypatch.setitem(sys.modules, "numba", None)
+    assert compile_kernels(vars(module), ("double",), ("entry",)) is None
+    assert vars(module) == before

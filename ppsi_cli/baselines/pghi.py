@@ -275,19 +275,13 @@ _COMPILED: list = []
 
 def _compiled() -> tuple | None:
     """(:func:`_heap_core`, :func:`_rtpghi_core`) compiled by numba (cached on disk), or None
-    without numba. The heap helpers are compiled first and take their names' place, where the
-    compiled cores find them (only the compiled cores call them)."""
-    global _heap_push, _heap_pop
+    without numba (:func:`~ppsi_cli.runtime.compile_kernels`; only the compiled cores call the
+    compiled heap helpers)."""
     if not _COMPILED:
-        from ..runtime import numba_jit
+        from ..runtime import compile_kernels
 
-        jit = numba_jit()
-        if jit is None:
-            _COMPILED.append(None)
-        else:
-            _heap_push = jit(_heap_push)
-            _heap_pop = jit(_heap_pop)
-            _COMPILED.append((jit(_heap_core), jit(_rtpghi_core)))
+        _COMPILED.append(compile_kernels(globals(), ("_heap_push", "_heap_pop"),
+                                         ("_heap_core", "_rtpghi_core")))
     return _COMPILED[0]
 
 

@@ -177,18 +177,12 @@ _KERNELS: list = []
 
 def kernels() -> tuple | None:
     """(:func:`_solve_batch`, :func:`_recursion`) compiled by numba (cached on disk), or None
-    without numba. The shared helpers are compiled first and take their names' place, where the
-    compiled entry points find them."""
-    global _solve_in_place, _power
+    without numba (:func:`~ppsi_cli.runtime.compile_kernels`)."""
     if not _KERNELS:
-        from ..runtime import numba_jit
+        from ..runtime import compile_kernels
 
-        jit = numba_jit()
-        if jit is None:
-            _KERNELS.append(None)
-        else:
-            _solve_in_place, _power = jit(_solve_in_place), jit(_power)
-            _KERNELS.append((jit(_solve_batch), jit(_recursion)))
+        _KERNELS.append(compile_kernels(globals(), ("_solve_in_place", "_power"),
+                                        ("_solve_batch", "_recursion")))
     return _KERNELS[0]
 
 
