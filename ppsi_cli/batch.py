@@ -24,8 +24,8 @@ from .dsp.stft import default_length, stft
 from .inverter import CHUNK_ROWS, Inverter, resolve_device
 from .io import AUDIO_EXTS, audio_writer, read_audio, resample, written_by_ppsi
 from .methods import Method, parse_method
-from .spec_io import (SCALES, SPEC_EXTS, NpyFrames, Spectrogram, SpecError, file_mel, file_stft,
-                      peek, read_spectrogram)
+from .spec_io import (MEL_SCALES, SCALES, SPEC_EXTS, NpyFrames, Spectrogram, SpecError, file_mel,
+                      file_stft, peek, read_spectrogram)
 
 INPUT_EXTS = SPEC_EXTS + AUDIO_EXTS
 
@@ -67,8 +67,13 @@ class InvertOptions:
         if self.mel and self.scale is not None:
             raise ValueError(f"--scale {self.scale} and --mel exclude each other (the mel "
                              "settings say its scale: log=...)")
-        if self.scale is not None and self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if self.scale in MEL_SCALES:  # a mel's scale comes with its front end's settings
+            raise ValueError(f"--scale {self.scale}: give a mel spectrogram's front end with "
+                             "--mel PRESET (hifigan | vocos | librosa | torchaudio), which "
+                             "says its scale")
+        linear = tuple(s for s in SCALES if s not in MEL_SCALES)
+        if self.scale is not None and self.scale not in linear:
+            raise ValueError(f"scale must be one of {', '.join(linear)}, got {self.scale!r}")
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
             raise ValueError(f"shard {i}/{n} is not valid: need 0 <= I < N")
@@ -119,12 +124,14 @@ class Summary:
 
 
 def find_inputs(src: Path) -> list[Path]:
-    """Spectrogram and audio files under ``src`` (or ``src`` itself), sorted."""
+    """Spectrogram and audio files under ``src`` (or ``src`` itself), sorted. A link to nowhere
+    with an input's extension is kept: it fails on reading with its own line, not unseen."""
     if src.is_file():
         return [src]
     if not src.is_dir():
         raise FileNotFoundError(f"input not found: {src}")
-    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_EXTS)
+    return sorted(p for p in src.rglob("*") if p.suffix.lower() in INPUT_EXTS
+                  and (p.is_file() or p.is_symlink() and not p.exists()))
 
 
 def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tuple[Path, Path]]:
@@ -192,15 +199,23 @@ class Item:
     mel: MelConfig | None = None  # x is a mel spectrogram of this front end
 
 
+def spec_settings(spec: Spectrogram, options: InvertOptions
+                  ) -> tuple[MelConfig | None, StftConfig]:
+    """The mel front end (None: a linear spectrogram) and the STFT of a spectrogram file: what
+    its metadata say, else the options, else the defaults (a mel preset's STFT for a mel);
+    SpecError where they contradict each other."""
+    mel, mel_stft = file_mel(spec, options.mel)
+    base = stft_config(mel_stft) if mel is not None else options.base
+    return mel, file_stft(spec, options.stft, base)
+
+
 def load_input(path: Path, options: InvertOptions) -> Item:
     """Read one input file with its STFT settings; raise InputError with the reason."""
     ext = path.suffix.lower()
     if ext in SPEC_EXTS:
         try:
             spec = read_spectrogram(path, options.scale)
-            mel, mel_stft = file_mel(spec, options.mel)
-            base = stft_config(mel_stft) if mel is not None else options.base
-            cfg = file_stft(spec, options.stft, base)
+            mel, cfg = spec_settings(spec, options)
         except SpecError as exc:
             raise InputError(str(exc)) from None
         stated = "scale" in spec.meta or options.scale is not None or mel is not None
@@ -308,7 +323,7 @@ def _complete(inp: Path, outp: Path, options: InvertOptions) -> bool:
         peeked = peek(inp)
         if peeked is not None and len(peeked[0]) >= 2:
             try:
-                cfg = file_stft(Spectrogram(np.empty(0), peeked[1]), options.stft, options.base)
+                _, cfg = spec_settings(Spectrogram(np.empty(0), peeked[1]), options)
                 want = default_length(peeked[0][-1], cfg)
             except (SpecError, ValueError):
                 return True

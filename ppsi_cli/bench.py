@@ -215,18 +215,18 @@ def speech_clip(seconds: float, files: Iterable[Path] | None = None,
                 cfg: StftConfig | None = None) -> torch.Tensor:
     """``seconds`` of speech (float32, mono, resampled to ``cfg.sample_rate``): the clips
     concatenated, repeated as needed, cut to length."""
-    from .io import read_audio, resample
+    from .train.data import load_corpus
 
     cfg = cfg or StftConfig()
     files = list(files) if files is not None else example_clips()
     if not files:
         raise FileNotFoundError("no speech clips to time on (examples/audio/*.wav is not here); "
                                 "pass --audio FILE")
-    parts = []
-    for f in files:
-        x, sr = read_audio(f)
-        parts.append(torch.from_numpy(resample(x, sr, cfg.sample_rate).astype("float32")))
-    x = torch.cat(parts)
+    corpus = load_corpus([Path(f) for f in files], cfg.sample_rate)
+    if corpus.skipped:
+        path, why = corpus.skipped[0]
+        raise ValueError(f"--audio {path}: {why}")
+    x = torch.cat([torch.from_numpy(a) for a in corpus.audio])
     n = int(round(seconds * cfg.sample_rate))
     if n < cfg.win_length:
         raise ValueError(f"seconds must give at least one window ({cfg.win_length} samples), "

@@ -111,12 +111,15 @@ def _eval_file(path: str) -> dict[str, Any]:
     """Copy synthesis of one file by every method: the STFT in float64; the oracle inverts it
     as it is, the others its complex64 rounding (float32 magnitudes, as users have), or with a
     mel front end its float32 mel spectrogram."""
-    from .train.data import load_mono
+    from .train.data import load_corpus
 
     inverters = _STATE["inverters"]
     first = next(iter(inverters.values()))
     cfg: StftConfig = first.stft
-    x = load_mono(path, cfg.sample_rate)
+    corpus = load_corpus([Path(path)], cfg.sample_rate, min_samples=cfg.win_length)
+    if corpus.skipped:  # unreadable, too short for one frame or non-finite: one line, no scores
+        return {"file": path, "error": corpus.skipped[0][1]}
+    x = corpus.audio[0]
     spec = stft(torch.from_numpy(x).double(), cfg)
     given = spec.to(torch.complex64)
     if first.mel is not None:
@@ -153,8 +156,13 @@ def evaluate(root: Path, options: EvalOptions,
                 rows.append(row)
                 if on_file:
                     on_file(row)
+    failed = [{"file": r["file"], "error": r["error"]} for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
+    if not rows:
+        raise ValueError(f"none of the {len(files)} file(s) under {root} could be evaluated "
+                         f"({failed[0]['file']}: {failed[0]['error']})")
     result = {"files": len(rows), "audio_seconds": sum(r["seconds"] for r in rows),
-              "summary": summarize(rows, options.parsed), "rows": rows}
+              "summary": summarize(rows, options.parsed), "rows": rows, "failed": failed}
     if options.pairs:
         result["paired"] = compare(rows, options.pairs)
     result["stft"] = options.cfg.to_dict()

@@ -15,6 +15,8 @@ its magnitudes are used, and ``oracle`` (which needs it) also uses its true phas
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .config import MelConfig, SolverConfig, StftConfig, mel_config, stft_config
@@ -51,6 +53,19 @@ def band_bins(band_hz: float, cfg: StftConfig) -> int | None:
         return None
     n = int(band_hz * cfg.n_fft / cfg.sample_rate) + 1
     return None if n >= cfg.n_bins else max(2, n)
+
+
+def check_length(length: int | None) -> int | None:
+    """``length`` as an int (None stays None), or ValueError unless it is an integer >= 0."""
+    if length is None:
+        return None
+    try:
+        n = operator.index(length)  # int, NumPy and torch integers; not floats
+    except TypeError:
+        n = -1
+    if n < 0 or isinstance(length, bool):
+        raise ValueError(f"length must be a number of samples >= 0 (or None), got {length!r}")
+    return n
 
 
 def fit_length(wave: torch.Tensor, length: int | None) -> torch.Tensor:
@@ -189,6 +204,7 @@ class Stream:
         gives with ``length``, then zeros)."""
         if self._done:
             raise RuntimeError("stream was already flushed")
+        check_length(length)
         self._done = True
         last = self._samples(self.source.flush())
         if self._lead is None:
@@ -300,7 +316,7 @@ class Inverter:
     def __call__(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Waveform (..., L) of ``x`` (..., K, T); L = ``length`` or the default
         ``(T + 1) * hop_length - win_length``."""
-        return self._invert(self._checked(x), length)
+        return self._invert(self._checked(x), check_length(length))
 
     def _linear(self, x: torch.Tensor) -> torch.Tensor:
         """Linear magnitudes of checked input ``x``: itself, or the NNLS magnitudes of a mel."""
@@ -362,7 +378,7 @@ class Inverter:
         output lies under a frame after its end, so each equals its own call). Otherwise they
         run one by one: centred frames reach ``n_fft // 2`` past the last sample, where the
         padding would add to an item's end; the classical methods look ahead or are offline."""
-        lengths = lengths or [None] * len(items)
+        lengths = [check_length(n) for n in lengths] if lengths else [None] * len(items)
         items = [self._checked(x) for x in items]
         batched = (self.method.name in ("ppsi", "ppsi-strided", "oracle")
                    and not self.stft.center and self.mel is None and len(items) > 1

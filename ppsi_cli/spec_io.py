@@ -146,6 +146,8 @@ def read_spectrogram(path: str | Path, scale: str | None = None) -> Spectrogram:
             if not isinstance(obj, torch.Tensor):
                 raise SpecError(f"holds a {type(obj).__name__}, expected a tensor (bins, frames)")
             _check_size(obj.shape)  # an expanded view saves a tiny storage for a huge shape
+            if obj.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds it exactly
+                obj = obj.float()
             arr = obj.detach().numpy()
         else:
             raise SpecError(f"unknown spectrogram extension {ext!r} (use {', '.join(SPEC_EXTS)})")
@@ -296,7 +298,9 @@ def file_stft(spec: Spectrogram, options: dict, base: StftConfig) -> StftConfig:
             if value is not None and key in meta and _setting(key, meta[key]) != _setting(key,
                                                                                           value):
                 flag = "--" + key.replace("_", "-")
-                raise SpecError(f"the file says {key}={meta[key]!r} but {flag} {value}")
+                given = (flag if value else "--no-" + flag[2:]) if isinstance(value, bool) \
+                    else f"{flag} {value}"
+                raise SpecError(f"the file says {key}={meta[key]!r} but {given}")
         return stft_config({**options, **meta}, base)
     except SpecError:
         raise

@@ -235,3 +235,13 @@ def test_bench_invert_peers_time_librosa_beside_griffin_lim() -> None:
     assert gl["peer"] == fastest and ("vs_peer" in rows["pghi"]) == pghipy
     assert gl["vs_peer"] == pytest.approx(gl["seconds_per_audio_second"]
                                           / rows[fastest]["seconds_per_audio_second"])
+
+
+def test_bench_invert_unreadable_audio_is_one_line(tmp_path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    result = runner.invoke(app, ["bench", "invert", "--audio", str(bad), "--methods", "pghi",
+                                 "--repeats", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--audio {bad}: unreadable" in lines[0], result.stderr

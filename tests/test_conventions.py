@@ -199,7 +199,7 @@ def test_cli_refuses_options_that_contradict_a_file(tmp_path, speech) -> None:
     np.savez(tmp_path / "a.npz", magnitude=mag, sample_rate=22050, center=True, scale="linear")
     for args, message in ((["--sample-rate", "16000"],
                            "the file says sample_rate=22050 but --sample-rate 16000"),
-                          (["--no-center"], "the file says center=True but --center False"),
+                          (["--no-center"], "the file says center=True but --no-center"),
                           (["--scale", "power"], "the file says scale='linear' but --scale power")):
         r = runner.invoke(app, ["invert", str(tmp_path / "a.npz"), "-o", str(tmp_path / "o"),
                                 *args])

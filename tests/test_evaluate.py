@@ -77,6 +77,26 @@ def test_eval_bad_input(tmp_path):
     assert r.exit_code == 1 and "ppsi is not among" in r.output
 
 
+def test_eval_goes_on_past_unreadable_files(eval_dir, tmp_path):
+    """An unreadable file and one shorter than a window each get one red line; the others are
+    scored as without them; the run exits 1; the JSON lists the two with their reasons."""
+    root, _ = eval_dir
+    (root / "spk" / "broken.wav").write_text("not audio")
+    sf.write(root / "spk" / "short.wav", np.full(228, 0.1, np.float32), 16000)
+    out = tmp_path / "e.json"
+    r = CliRunner().invoke(app, ["eval", str(root), "--methods", "pghi", "--json", str(out)])
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("failed")]
+    assert len(lines) == 2 and "Traceback" not in r.output
+    assert "broken.wav: unreadable" in lines[0] and "short.wav: too short (228 samples)" in lines[1]
+    res = json.loads(out.read_text())
+    assert res["files"] == 2 and res["summary"]["pghi"]["pesq"]["n"] == 2
+    assert [f["file"].rsplit("/", 1)[-1] for f in res["failed"]] == ["broken.wav", "short.wav"]
+    (root / "spk" / "a.flac").unlink(), (root / "spk" / "b.flac").unlink()
+    r = CliRunner().invoke(app, ["eval", str(root), "--methods", "pghi"])
+    assert r.exit_code == 1 and "none of the 2 file(s)" in r.stderr and "Traceback" not in r.output
+
+
 def _rows(a, b):
     return [{"methods": {"x": {"pesq": u}, "y": {"pesq": v}}} for u, v in zip(a, b)]
 

@@ -755,3 +755,35 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path, speech, delay) -> None:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert len(lines) == 1 and "interrupted" in lines[0], stderr
+
+
+def test_bfloat16_tensor_and_a_link_to_nowhere(tmp_path, speech, tiny_weights) -> None:
+    """A bfloat16 .pt inverts as its float32 values do; a dangling link among the inputs gets
+    its own failed line (it was skipped unseen), and the other files still finish."""
+    src = tmp_path / "in"
+    src.mkdir()
+    mag = torch.from_numpy(magnitude(write(tmp_path / "a.wav", clip(speech, 0.5))))
+    torch.save(mag.to(torch.bfloat16), src / "b.pt")
+    torch.save(mag.to(torch.bfloat16).float(), src / "f.pt")
+    (src / "gone.npy").symlink_to(tmp_path / "nowhere.npy")
+    result = run("invert", src, "-o", tmp_path / "out", "--weights", tiny_weights,
+                 "--device", "cpu", "--subtype", "FLOAT")
+    assert result.exit_code == 1
+    assert "2 ok, 1 failed, 0 skipped" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gone.npy: unreadable" in lines[0], result.stderr
+    np.testing.assert_array_equal(read(tmp_path / "out" / "b.wav"),
+                                  read(tmp_path / "out" / "f.wav"))
+
+
+@pytest.mark.parametrize("length", [-5, 2.5, True, "100"])
+def test_length_must_be_a_count_of_samples(length) -> None:
+    mag = torch.rand(CFG.n_bins, 20)
+    for method in ("ppsi", "griffin-lim+iters=2"):
+        with pytest.raises(ValueError, match="length must be a number of samples >= 0"):
+            invert(mag, method, length=length)
+    stream = Inverter("ppsi").stream()
+    stream.push(mag)
+    with pytest.raises(ValueError, match="length must be a number of samples >= 0"):
+        stream.flush(length)
+    assert invert(mag, length=np.int64(700)).shape == (700,)  # NumPy integers are counts too

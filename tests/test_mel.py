@@ -269,6 +269,33 @@ def test_bad_mel_input_is_one_line(tmp_path, arrays, option, message):
     assert not (tmp_path / "out" / "x.wav").exists()
 
 
+def test_skip_existing_keeps_a_mel_file_that_names_only_its_preset(tmp_path):
+    """The preset's STFT (22.05 kHz, hop 256) sets the length a complete output has, as it does
+    for the inversion: a finished output is skipped, not redone."""
+    (tmp_path / "in").mkdir()
+    np.savez(tmp_path / "in" / "m.npz", magnitude=np.full((80, 60), -5, np.float32),
+             mel="hifigan", scale="log-mel")
+    args = ["invert", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "pghi"]
+    assert runner.invoke(app, args).exit_code == 0
+    first = (tmp_path / "out" / "m.wav").stat()
+    r = runner.invoke(app, args + ["--skip-existing"])
+    assert r.exit_code == 0 and "0 ok, 0 failed, 1 skipped" in r.output, r.output
+    again = (tmp_path / "out" / "m.wav").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+
+
+@pytest.mark.parametrize("scale", ["mel", "log-mel"])
+def test_scale_option_of_a_mel_is_refused(tmp_path, scale):
+    """A mel's scale comes from its front end (--mel): --scale mel alone would invert the values
+    as linear magnitudes."""
+    np.save(tmp_path / "m.npy", np.ones((80, 40), np.float32))
+    r = runner.invoke(app, ["invert", str(tmp_path / "m.npy"), "-o", str(tmp_path / "o"),
+                            "--scale", scale])
+    assert r.exit_code == 1 and f"--scale {scale}: give a mel spectrogram's front end with " \
+        "--mel PRESET" in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_mel_given_as_linear_is_named(tmp_path):
     np.save(tmp_path / "m.npy", np.ones((80, 40), np.float32))
     r = runner.invoke(app, ["invert", str(tmp_path / "m.npy"), "-o", str(tmp_path / "o")])

@@ -205,6 +205,23 @@ def test_allow_failures_and_bad_options(trees, tmp_path):
     assert r.exit_code == 2 and "does not exist" in " ".join(r.stderr.split())
 
 
+def test_references_without_an_estimate_fail_the_run(trees, tmp_path):
+    """Scores over the estimates that exist are printed, but a run where the system left out
+    files exits 1 (a mean over 1 of 2 files is not the system's score) unless allowed."""
+    ref, est = trees
+    r2 = tmp_path / "ref"
+    r2.mkdir()
+    for name in ("s7.wav", "left_out.wav"):
+        (r2 / name).write_bytes((ref / "a" / "s7.wav").read_bytes())
+    r = runner.invoke(app, ["score", str(r2), str(est / "a"), "-m", "lsc"])
+    assert r.exit_code == 1 and re.search(r"\b1 pair\b(?!s)", r.stdout), r.output
+    flat = " ".join(r.stderr.split())
+    assert "left_out.wav has no estimate" in flat
+    assert "error: 1 of 2 references have no estimate; the means cover the others" in flat
+    r = runner.invoke(app, ["score", str(r2), str(est / "a"), "-m", "lsc", "--allow-failures"])
+    assert r.exit_code == 0, r.output
+
+
 def test_single_files_and_library_api(trees):
     ref, est = trees
     r = runner.invoke(app, ["score", str(ref / "a" / "s7.wav"), str(est / "a" / "s7.flac"),

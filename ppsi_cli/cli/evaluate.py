@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -89,3 +90,14 @@ def eval_cmd(
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result, indent=2) + "\n")
+    for m, s in result["summary"].items():  # scores a file could not get are left out of means
+        lost = {k: s[k]["failed"] for k in ("pesq", "estoi", "lsc") if s[k]["failed"]}
+        if lost:
+            err.print(f"[yellow]note[/] {escape(m)}: not scored on some files ("
+                      + ", ".join(f"{k} {n}" for k, n in lost.items())
+                      + "; too short or silent for the metric), left out of its means",
+                      highlight=False)
+    for f in result["failed"]:
+        err.print(f"[red]failed[/] {escape(f['file'])}: {escape(f['error'])}", highlight=False)
+    if result["failed"]:
+        raise typer.Exit(1)

@@ -38,7 +38,8 @@ def score(
     report_files: int = typer.Option(4, "--report-files",
                                      help="Pairs shown with spectrograms and audio in the report."),
     allow_failures: bool = typer.Option(False, "--allow-failures",
-                                        help="Exit 0 even if some pairs could not be scored."),
+                                        help="Exit 0 even if some pairs could not be scored or "
+                                             "some references have no estimate."),
 ) -> None:
     """Score estimates against references (PESQ, ESTOI, LSC, ...).
 
@@ -114,3 +115,6 @@ def score(
     if failed and not allow_failures:
         raise fail(f"{len(failed)} of {len(results)} pairs could not be scored "
                    "(--allow-failures to exit 0)")
+    if unpaired_ref and not allow_failures:  # a system that left out files is not scored whole
+        raise fail(f"{len(unpaired_ref)} of {len(unpaired_ref) + len(results)} references have "
+                   "no estimate; the means cover the others (--allow-failures to exit 0)")

@@ -103,7 +103,8 @@ def stft_frames(x: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
     if cfg.center and cfg.pad_mode == "reflect":
         if length <= cfg.pad:
             raise ValueError(f"signal has {length} samples; reflect padding of {cfg.pad} needs "
-                             "more (or use pad_mode constant)")
+                             "more (or constant padding: pad_mode='constant' in the API or in "
+                             "an .npz's metadata)")
         lead = x.shape[:-1]
         xp = torch.nn.functional.pad(x.reshape(-1, 1, length), (cfg.pad, cfg.pad),
                                      mode="reflect").reshape(*lead, length + 2 * cfg.pad)
