@@ -169,9 +169,11 @@ class _FrameSource:
 
 class Stream:
     """Online inversion: ``push(x (..., K, n))`` returns the samples that became final,
-    ``flush()`` the rest once the input has ended. Any chunking (n = 1: frame by frame) gives the
-    same samples; their concatenation equals :class:`Inverter` on the whole input with its
-    default length, ``(T + 1) * hop_length - win_length`` samples."""
+    ``flush()`` the rest once the input has ended. Any chunking (n = 1: frame by frame) computes
+    what :class:`Inverter` computes on the whole input (its default length, ``(T + 1) *
+    hop_length - win_length`` samples), to rounding: in float32 the network's rounding depends on
+    the frames a pass holds and the least squares' recursion carries it forward, so long streams
+    drift from the whole call sample by sample at the same quality (README, "Python API")."""
 
     def __init__(self, inverter: "Inverter"):
         self.inverter = inverter
@@ -201,7 +203,8 @@ class Stream:
     def flush(self, length: int | None = None) -> torch.Tensor:
         """The last samples: up to ``length`` in all (default: the STFT's default length of the
         frames pushed; more comes from the overlap the last frames leave, as ``torch.istft``
-        gives with ``length``, then zeros)."""
+        gives with ``length``, then zeros). Samples the pushes already returned stay returned: a
+        ``length`` below their count gives none here (cut the concatenation)."""
         if self._done:
             raise RuntimeError("stream was already flushed")
         check_length(length)

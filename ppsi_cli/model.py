@@ -136,8 +136,9 @@ class NetworkStream:
     """Phase differences chunk by chunk: ``push(mag (B, F, n))`` returns ``(mag, bpd, fpd)`` of
     the frames made ready, ``flush()`` those still waiting.
 
-    Holds the log-magnitudes of the past ``context - 1`` frames, so any chunking gives the same
-    result as one call on the whole input. Online models make every frame ready at once; strided
+    Holds the log-magnitudes of the past ``context - 1`` frames, so any chunking gives the result
+    of one call on the whole input (to rounding: a pass's rounding depends on its frame count).
+    Online models make every frame ready at once; strided
     models make frames ready in pairs (frames t-1 and t from the pass at t; an odd last frame waits
     for its look-ahead, which :meth:`flush` makes the :func:`~ppsi_cli.dsp.features.floor_frame`
     of it). Causality: frame t uses frames <= t (+1 for strided models). With ``bins``, the CNN
