@@ -247,6 +247,24 @@ def test_read_only_output_folder_is_refused_up_front(tmp_path, speech, tiny_weig
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["invert", "eval"])
+def test_json_that_cannot_be_written_is_refused_up_front(tmp_path, speech, command) -> None:
+    """Before any file is inverted or scored: a --json under a file, or a --json that is a
+    folder, gets one line and exit 1, and no output is written."""
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", speech[0][:8000].numpy(), 16000)
+    (tmp_path / "plain").write_text("a file, not a folder")
+    args = (["invert", src, "-o", tmp_path / "out", "--method", "pghi"] if command == "invert"
+            else ["eval", src, "--methods", "pghi"])
+    for target, why in ((tmp_path / "plain" / "s.json", "cannot write --json"),
+                        (src, "is a folder")):
+        result = run(*args, "--json", target)
+        assert result.exit_code == 1 and why in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow  # ~40 s on one busy CPU thread (CNN ~0.05 s per audio second)
 def test_ten_minute_file(tmp_path, tiny_weights) -> None:
     """10 minutes of noise-modulated tone at 16 kHz: inverted whole, same length, finite.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 out = Console()  # results (stdout, pipeable)
 err = Console(stderr=True, soft_wrap=True)  # progress, notices, errors (one line each)
@@ -18,6 +21,22 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     """Print one clear error line and return the Exit to raise."""
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def writable_file(flag: str, path: Optional["os.PathLike"]) -> None:
+    """Before any work: the folder of an output file ``path`` exists (made if missing) and
+    takes files, and ``path`` is not a folder; else one line and exit 1 (a long run must not
+    fail at its end on where its summary goes)."""
+    if path is None:
+        return
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"cannot write {flag} {escape(str(path))}: {escape(str(exc))}") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
+        why = "is a folder" if path.is_dir() else f"folder {path.parent} is not writable"
+        raise fail(f"cannot write {flag} {escape(str(path))}: {escape(why)}")
 
 
 # STFT settings: one definition, added to invert, spec, eval and train by ``with_stft_options``

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import app
-from .common import err, fail, mel_option, out, with_stft_options
+from .common import err, fail, mel_option, out, with_stft_options, writable_file
 
 
 @app.command("eval")
@@ -53,6 +53,7 @@ def eval_cmd(
         n = len(eval_files(data, limit))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+    writable_file("--json", json_file)
     progress = Progress(TextColumn("[bold]evaluating"), BarColumn(),
                         TextColumn("{task.completed}/{task.total} files"), TimeRemainingColumn(),
                         console=err, transient=True)
@@ -88,8 +89,10 @@ def eval_cmd(
                            f"{e['mean']:+.4f} ± {e['sem']:.4f}")
         out.print(ptable)
     if json_file:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(result, indent=2) + "\n")
+        try:
+            json_file.write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            raise fail(f"cannot write --json {escape(str(json_file))}: {escape(str(exc))}")
     for m, s in result["summary"].items():  # scores a file could not get are left out of means
         lost = {k: s[k]["failed"] for k in ("pesq", "estoi", "lsc") if s[k]["failed"]}
         if lost:

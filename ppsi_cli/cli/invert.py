@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import app
-from .common import err, fail, mel_option, out, with_stft_options
+from .common import err, fail, mel_option, out, with_stft_options, writable_file
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -89,6 +89,7 @@ def invert(
         total = len(find_inputs(inputs))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
+    writable_file("--json", json_file)
     if total == 0:
         raise fail(f"no spectrogram or audio files (.npy .npz .pt .wav .flac .ogg) under "
                    f"{escape(str(inputs))}")
