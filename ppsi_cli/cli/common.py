@@ -23,20 +23,25 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     return typer.Exit(code)
 
 
-def writable_file(flag: str, path: Optional["os.PathLike"]) -> None:
-    """Before any work: the folder of an output file ``path`` exists (made if missing) and
-    takes files, and ``path`` is not a folder; else one line and exit 1 (a long run must not
-    fail at its end on where its summary goes)."""
+def writable_file(flag: str, path: Optional["os.PathLike"], make_folder: bool = True,
+                  code: int = 1) -> None:
+    """Before any work: the folder of an output file ``path`` exists (made if missing, with
+    ``make_folder``) and takes files, and ``path`` is not a folder; else one line and exit
+    ``code`` (a long run must not fail at its end on where its output goes)."""
     if path is None:
         return
     path = Path(path)
+    if not make_folder and not path.parent.is_dir():
+        raise fail(f"{flag} {escape(repr(str(path)))}: folder {escape(repr(str(path.parent)))} "
+                   "does not exist", code=code)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise fail(f"cannot write {flag} {escape(str(path))}: {escape(str(exc))}") from None
+        raise fail(f"cannot write {flag} {escape(str(path))}: {escape(str(exc))}",
+                   code=code) from None
     if path.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
         why = "is a folder" if path.is_dir() else f"folder {path.parent} is not writable"
-        raise fail(f"cannot write {flag} {escape(str(path))}: {escape(why)}")
+        raise fail(f"cannot write {flag} {escape(str(path))}: {escape(why)}", code=code)
 
 
 # STFT settings: one definition, added to invert, spec, eval and train by ``with_stft_options``

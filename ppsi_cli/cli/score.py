@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import app
-from .common import err, fail, out
+from .common import err, fail, out, writable_file
 
 #: the names of ``ppsi_cli.metrics.METRICS``, for the help without importing NumPy and the
 #: metric packages (``ppsi --help`` starts in well under 0.5 s); a test keeps them equal
@@ -60,8 +60,7 @@ def score(
     if report_files < 0:
         raise fail(f"--report-files must be >= 0, got {report_files}", code=2)
     for flag, path in (("--csv", csv_path), ("--json", json_path), ("--report", report)):
-        if path is not None and not path.parent.is_dir():
-            raise fail(f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist", code=2)
+        writable_file(flag, path, make_folder=False, code=2)
     try:
         pairs, unpaired_ref, unpaired_est = pair_files(ref, est)
     except ValueError as e:
