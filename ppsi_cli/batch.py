@@ -134,8 +134,18 @@ def find_inputs(src: Path) -> list[Path]:
                   and (p.is_file() or p.is_symlink() and not p.exists()))
 
 
+def named_output(src: Path, out: Path) -> str:
+    """The format ``-o out`` names when it names the output file itself: for one input file, the
+    extension of ``out`` ("wav" in ``ppsi invert a.npy -o b.wav``; "" when it has none or is an
+    existing folder). Otherwise ``out`` is a folder that mirrors the input tree."""
+    if not src.is_file() or out.is_dir():
+        return ""
+    return out.suffix.lower()[1:]
+
+
 def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tuple[Path, Path]]:
-    """(input, output) pairs mirroring the tree; ``shard`` I/N takes every N-th file from I.
+    """(input, output) pairs mirroring the tree (or the one pair of :func:`named_output`);
+    ``shard`` I/N takes every N-th file from I.
 
     The output tree is never an input: an output folder inside the input folder is left out,
     and a WAV that ppsi wrote as the output of a spectrogram beside it (output folder = input
@@ -143,6 +153,8 @@ def plan(src: Path, out_dir: Path, shard: tuple[int, int] = (0, 1)) -> list[tupl
     the first. A WAV there that ppsi did not write stays an input (never overwritten).
     """
     files = find_inputs(src)
+    if named_output(src, out_dir) == "wav":
+        return [(src, out_dir)][shard[0]::shard[1]]
     base = src if src.is_dir() else src.parent
     src_r, out_r = base.resolve(), out_dir.resolve()
     if out_r != src_r and out_r.is_relative_to(src_r):
@@ -259,7 +271,7 @@ def run_batch(src: Path, out_dir: Path, options: InvertOptions,
     inverters = Inverters(options)
     inverters.get(options.base)  # bad weights or device: the whole run fails here, in one line
     src, out_dir = Path(src), Path(out_dir)
-    check_output_dir(out_dir)
+    check_output_dir(out_dir.parent if named_output(src, out_dir) == "wav" else out_dir)
     everything = plan(src, out_dir)
     refused = conflicts(everything)
     i, n = options.shard
@@ -579,7 +591,8 @@ def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = 
     base = src if src.is_dir() else src.parent
     results = []
     for f in files:
-        dst = out_dir / f.relative_to(base).with_suffix("." + fmt)
+        dst = (out_dir if named_output(src, out_dir) == fmt
+               else out_dir / f.relative_to(base).with_suffix("." + fmt))
         try:
             if dst.exists() and not force:
                 raise InputError("output exists (use --force to overwrite)")

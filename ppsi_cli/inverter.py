@@ -41,7 +41,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
+        raise ValueError(f"device {name}: CUDA is not available on this machine")
     if name != "cpu" and not name.startswith("cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
     return torch.device(name)

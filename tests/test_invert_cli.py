@@ -787,3 +787,44 @@ def test_length_must_be_a_count_of_samples(length) -> None:
     with pytest.raises(ValueError, match="length must be a number of samples >= 0"):
         stream.flush(length)
     assert invert(mag, length=np.int64(700)).shape == (700,)  # NumPy integers are counts too
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_api_cuda_refusal_names_no_cli_option() -> None:
+    """The library's message is the library's: no ``--device`` flag a Python caller never saw."""
+    with pytest.raises(ValueError, match=r"^device cuda: CUDA is not available") as exc:
+        Inverter("griffin-lim", device="cuda")
+    assert "--" not in str(exc.value)
+
+
+def test_one_file_to_a_named_output_file(tmp_path, speech, tiny_weights) -> None:
+    """``-o b.wav`` (``-o s.npy``) for one input names the output file; a folder otherwise."""
+    src = write(tmp_path / "a.wav", clip(speech, 0.4))
+    base = ("--weights", tiny_weights, "--device", "cpu", "--subtype", "FLOAT")
+    assert run("invert", src, "-o", tmp_path / "dir", *base).exit_code == 0
+    named = tmp_path / "sub" / "b.wav"
+    result = run("invert", src, "-o", named, *base)
+    assert result.exit_code == 0, result.output
+    assert named.is_file() and sorted(os.listdir(named.parent)) == ["b.wav"]
+    np.testing.assert_array_equal(read(named), read(tmp_path / "dir" / "a.wav"))
+    again = run("invert", src, "-o", named, *base)  # exists: refused, kept
+    assert again.exit_code == 1 and "output exists" in again.stderr
+    assert run("invert", src, "-o", named, "--force", *base).exit_code == 0
+    flac = run("invert", src, "-o", tmp_path / "c.flac", *base)
+    assert flac.exit_code == 1 and "writes WAV files" in flac.stderr
+    assert not (tmp_path / "c.flac").exists()
+
+    spec = tmp_path / "s.npy"  # the format follows the name
+    assert run("spec", src, "-o", spec).exit_code == 0
+    np.testing.assert_array_equal(np.load(spec), magnitude(tmp_path / "a.wav"))
+    clash = run("spec", src, "-o", tmp_path / "t.npy", "--format", "npz")
+    assert clash.exit_code == 1 and "names a .npy file" in clash.stderr
+    assert not (tmp_path / "t.npy").exists()
+
+
+def test_spec_reports_notices(tmp_path, speech) -> None:
+    stereo = np.stack([clip(speech, 0.3), clip(speech, 0.3, start=1.0)], axis=1)
+    src = write(tmp_path / "in" / "st.wav", stereo)
+    result = run("spec", src.parent, "-o", tmp_path / "out")
+    assert result.exit_code == 0
+    assert "notice" in result.stderr and "2 channels mixed down to mono" in result.stderr

@@ -27,7 +27,9 @@ def _parse_shard(text: str) -> tuple[int, int]:
 @with_stft_options
 def invert(
     inputs: Path = typer.Argument(..., help="A spectrogram/audio file or a folder (recursive)."),
-    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the input tree)."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the input "
+                                 "tree); for one input file, a path ending in .wav names the "
+                                 "output file itself."),
     method: str = typer.Option("ppsi", help="ppsi | ppsi-strided | ppsi-offline | oracle | "
                                             "rtisi-la | rtisi | griffin-lim | pghi | rtpghi | "
                                             "librosa | torchaudio | pghipy; options as "
@@ -72,7 +74,9 @@ def invert(
     try:
         import torch
 
-        from ..batch import InvertOptions, Summary, find_inputs, run_batch, run_sharded
+        from ..batch import (InvertOptions, Summary, find_inputs, named_output, run_batch,
+                             run_sharded)
+        from ..spec_io import SPEC_EXTS
         from ..inverter import resolve_device
     except KeyboardInterrupt:
         raise fail("interrupted while starting; no file was touched", code=130) from None
@@ -90,6 +94,10 @@ def invert(
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
     writable_file("--json", json_file)
+    named = named_output(inputs, out_dir)
+    if named in ("flac", "ogg") + tuple(e[1:] for e in SPEC_EXTS):
+        raise fail(f"-o {escape(str(out_dir))}: invert writes WAV files; name the output .wav or "
+                   "give a folder")
     if total == 0:
         raise fail(f"no spectrogram or audio files (.npy .npz .pt .wav .flac .ogg) under "
                    f"{escape(str(inputs))}")
@@ -153,8 +161,11 @@ def invert(
 @with_stft_options
 def spec(
     inputs: Path = typer.Argument(..., help="An audio file or a folder of audio (recursive)."),
-    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the tree)."),
-    fmt: str = typer.Option("npz", "--format", help="npz (with STFT metadata) | npy | pt"),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (mirrors the tree); "
+                                 "for one audio file, a path ending in .npz, .npy or .pt names "
+                                 "the output file itself (and its format)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="npz (with STFT metadata, the "
+                                      "default) | npy | pt"),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
     stft: dict = None,  # the STFT options, given by with_stft_options
     mel: Optional[str] = mel_option("Write mel spectrograms of this front end instead: "
@@ -164,17 +175,25 @@ def spec(
     """Write magnitude spectrograms of audio (16 kHz, Hann 1024, hop 256 unless the STFT
     options say otherwise), or with --mel its mel spectrograms; .npz files carry every setting
     as metadata."""
-    from ..batch import make_spectrograms
+    from ..batch import make_spectrograms, named_output
 
+    named = named_output(inputs, out_dir)
+    if fmt is None:
+        fmt = named if named in ("npz", "npy", "pt") else "npz"
     if fmt not in ("npz", "npy", "pt"):
         raise fail(f"--format must be npz, npy or pt, got {fmt!r}")
+    if named in ("npz", "npy", "pt") and named != fmt:
+        raise fail(f"--format {fmt} but -o {escape(str(out_dir))} names a .{named} file")
     try:
         results = make_spectrograms(inputs, out_dir, fmt, force, stft, mel)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(escape(str(exc))) from None
     failed = [r for r in results if r.status == "failed"]
-    for r in failed:
-        err.print(f"[red]failed[/] {escape(r.input)}: {escape(r.error)}", highlight=False)
+    for r in results:
+        if r.status == "failed":
+            err.print(f"[red]failed[/] {escape(r.input)}: {escape(r.error)}", highlight=False)
+        for note in r.notices:
+            err.print(f"[yellow]notice[/] {escape(r.input)}: {escape(note)}", highlight=False)
     out.print(f"{len(results) - len(failed)} spectrogram(s) written to {out_dir}, "
               f"{len(failed)} failed", highlight=False)
     if failed:
