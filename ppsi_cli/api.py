@@ -26,6 +26,7 @@ def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
            sample_rate: int | None = None, n_fft: int | None = None,
            hop_length: int | None = None, win_length: int | None = None,
            window: str | None = None, center: bool | None = None,
+           pad_length: int | None = None, pad_mode: str | None = None,
            stft: StftConfig | None = None, model: LoadedModel | None = None,
            weights: str | None = None, solver: SolverConfig | None = None,
            device: str | torch.device = "cpu",
@@ -36,6 +37,8 @@ def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
     float16 / bfloat16 are computed in float32, float64 stays float64. The STFT is ``stft`` with
     the settings given in torch's names on top (as in torch, ``n_fft`` alone brings ``win_length
     = n_fft`` and ``hop_length = n_fft // 4``); without either, the weights' STFT.
+    ``center=False`` is ppsi's start-referenced framing; torch's and librosa's ``center=False``
+    (frames that start at the signal) is ``center=True, pad_length=0``.
     ``method``: any spelling of :mod:`ppsi_cli.methods` (``ppsi``, ``ppsi-strided``, ``oracle``,
     ``griffin-lim``, ``rtisi``, ``rtisi-la``, ``pghi``, ``rtpghi``), options as ``+KEY=VALUE``
     or as keywords (``refine=32``, ``iters=100``). ``length`` defaults to the STFT's default
@@ -47,7 +50,8 @@ def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
     the base the STFT keywords above change; the shipped mel network serves ``ppsi``.
     """
     settings = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                    win_length=win_length, window=window, center=center)
+                    win_length=win_length, window=window, center=center,
+                    pad_length=pad_length, pad_mode=pad_mode)
     if mel is not None:
         mel, mel_stft = mel_config(mel)
         if stft is None and mel_stft:

@@ -57,8 +57,17 @@ _STFT_OPTIONS = {
                                  "blackman (default hann).")),
     "center": (bool, typer.Option(None, "--center/--no-center", help="Frames centred as "
                                   "torch/librosa (center=True) or ppsi's start-referenced "
-                                  "frames (default).")),
+                                  "frames (default; not torch's center=False: that is "
+                                  "--center --pad-length 0).")),
+    "pad_length": (int, typer.Option(None, "--pad-length", help="Padding of centred frames "
+                                     "before the signal (default n_fft // 2); 0: frames start "
+                                     "at the signal, torch/librosa center=False.")),
 }
+
+#: the notice for ``--no-center`` given explicitly (its name reads like torch's center=False)
+NO_CENTER_NOTICE = ("--no-center is ppsi's start-referenced framing (frames begin win_length - "
+                    "hop samples before the signal); a torch / librosa center=False "
+                    "spectrogram is --center --pad-length 0")
 
 
 #: ``--mel PRESET``: one definition for invert, spec and eval

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import app
-from .common import err, fail, mel_option, out, with_stft_options, writable_file
+from .common import (NO_CENTER_NOTICE, err, fail, mel_option, out, with_stft_options,
+                     writable_file)
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -98,6 +99,8 @@ def invert(
     if named in ("flac", "ogg") + tuple(e[1:] for e in SPEC_EXTS):
         raise fail(f"-o {escape(str(out_dir))}: invert writes WAV files; name the output .wav or "
                    "give a folder")
+    if stft.get("center") is False and not quiet:
+        err.print(f"[yellow]notice[/] {NO_CENTER_NOTICE}", highlight=False)
     if total == 0:
         raise fail(f"no spectrogram or audio files (.npy .npz .pt .wav .flac .ogg) under "
                    f"{escape(str(inputs))}")

@@ -150,10 +150,12 @@ def _frames_time(spec: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
     return frames * window(cfg, frames.dtype, frames.device)
 
 
-def istft(spec: torch.Tensor, cfg: StftConfig, length: int | None = None) -> torch.Tensor:
+def istft(spec: torch.Tensor, cfg: StftConfig, length: int | None = None,
+          edge_floor: float = 0.0) -> torch.Tensor:
     """Inverse of :func:`stft`: complex (..., F, T) -> real (..., length) by weighted overlap-add
-    (``length`` defaults to :func:`default_length`; more is padded with zeros)."""
-    ola = OverlapAdd(cfg)
+    (``length`` defaults to :func:`default_length`; more is padded with zeros; ``edge_floor``:
+    :class:`OverlapAdd`'s)."""
+    ola = OverlapAdd(cfg, edge_floor)
     y = torch.cat([ola.push(spec), ola.flush()], dim=-1)
     n = default_length(spec.shape[-1], cfg) if length is None else length
     if n <= y.shape[-1]:
@@ -184,10 +186,19 @@ class OverlapAdd:
     returns the overlap still open after the last frame, divided by the windows that cover it.
 
     Any chunking gives the same samples as one push of all frames (to float rounding).
+
+    ``edge_floor``: the window sum a sample is divided by is at least this share of the steady
+    sum. 0 (the default) divides by the true sum: the exact inverse of :func:`stft`. Where only
+    the tails of one or two windows cover a sample (the first samples when frames start at the
+    signal, as torch's ``center=False`` is ``center=True, pad_length=0`` here, or samples past
+    the default length), the true sum is near 0 and divides an estimated phase's inconsistency
+    up to far above full scale; a floor of 0.25 bounds that gain below 1 (a taper there) and
+    leaves every sample under a full set of windows exact.
     """
 
-    def __init__(self, cfg: StftConfig):
+    def __init__(self, cfg: StftConfig, edge_floor: float = 0.0):
         self.cfg = cfg
+        self.edge_floor = edge_floor
         self._carry: torch.Tensor | None = None  # overlap not yet final, (..., n_fft - hop)
         self._frames = 0  # frames pushed
         self._per: torch.Tensor | None = None
@@ -203,7 +214,8 @@ class OverlapAdd:
         if self._carry is None:
             self._per = _wsum_period(cfg, t.dtype, t.device)
             head = _envelope(cfg, 0, size, 0, size)
-            self._head = head.clamp_min(1e-8 * float(head.max())).to(t.dtype).to(t.device)
+            floor = max(1e-8 * float(head.max()), self.edge_floor * float(self._per.max()))
+            self._head = head.clamp_min(floor).to(t.dtype).to(t.device)
         else:
             y[..., :self._carry.shape[-1]] += self._carry
         start, done = self._frames * hop, n * hop
@@ -225,6 +237,7 @@ class OverlapAdd:
         start = self._frames * self.cfg.hop_length
         stop = start + self._carry.shape[-1]
         env = _envelope(self.cfg, 0, self._frames - 1, start, stop)
-        env = env.clamp_min(1e-8 * float(self._per.max())).to(self._carry.dtype)
+        env = env.clamp_min(max(1e-8, self.edge_floor) * float(self._per.max()))
+        env = env.to(self._carry.dtype)
         out, self._carry = self._carry / env.to(self._carry.device), self._carry[..., :0]
         return out[..., max(0, self.cfg.pad - start):]
