@@ -13,7 +13,6 @@ Everything goes through :class:`~ppsi_cli.inverter.Inverter`, as the CLI does.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .config import MelConfig, SolverConfig, StftConfig, mel_config, stft_config
@@ -58,15 +57,7 @@ def invert(x, method: str | Method = "ppsi", *, length: int | None = None,
             stft = stft_config(mel_stft)
     if stft is not None or any(v is not None for v in settings.values()):
         stft = stft_config(settings, stft)
-    numpy_in = isinstance(x, np.ndarray)
-    t = torch.from_numpy(np.ascontiguousarray(x)) if numpy_in else x
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"expected a torch tensor or a NumPy array, got {type(x).__name__}")
-    if t.dtype in (torch.float16, torch.bfloat16):
-        t = t.float()
-    elif t.dtype == torch.complex32:
-        t = t.to(torch.complex64)
     inv = Inverter(method, model=model, weights=weights, stft=stft, solver=solver,
                    device=device, mel=mel, **options)
-    y = inv(t, length).to(t.device)
-    return y.numpy() if numpy_in else y
+    y = inv(x, length)
+    return y.to(x.device) if isinstance(x, torch.Tensor) else y

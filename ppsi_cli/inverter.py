@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
 import torch
 
 from .config import MelConfig, SolverConfig, StftConfig, mel_config, stft_config
@@ -187,9 +188,15 @@ class Stream:
         self._done = False
         self._frames = 0  # frames pushed
         self._emitted = 0  # samples returned
+        self._numpy = False  # the last chunk pushed was a NumPy array: so are the outputs
 
-    def push(self, x: torch.Tensor) -> torch.Tensor:
-        return self._push(self.inverter._checked(x, whole=False))
+    def push(self, x: "torch.Tensor | np.ndarray") -> "torch.Tensor | np.ndarray":
+        """The samples the chunk ``x`` (..., K, n) made final (NumPy for NumPy chunks)."""
+        self._numpy = isinstance(x, np.ndarray)
+        return self._out(self._push(self.inverter._checked(x, whole=False)))
+
+    def _out(self, y: torch.Tensor) -> "torch.Tensor | np.ndarray":
+        return y.cpu().numpy() if self._numpy else y
 
     def _push(self, x: torch.Tensor, last: bool = False) -> torch.Tensor:
         if self._done:
@@ -215,13 +222,13 @@ class Stream:
         self._done = True
         last = self._samples(self.source.flush())
         if self._lead is None:
-            return last
+            return self._out(last)
         tail = self.ola.flush().reshape(*self._lead, -1)
         total = default_length(self._frames, self.inverter.stft) if length is None else length
         need = total - self._emitted
         tail = fit_length(tail, max(0, need))
         self._emitted += tail.shape[-1]
-        return torch.cat([last, tail.to(last.dtype)], dim=-1)
+        return self._out(torch.cat([last, tail.to(last.dtype)], dim=-1))
 
     def _samples(self, frames: torch.Tensor | None) -> torch.Tensor:
         lead = self._lead or ()
@@ -247,11 +254,13 @@ class Inverter:
     """
 
     def __init__(self, method: str | Method = "ppsi", *, weights: str | None = None,
-                 model: LoadedModel | None = None, stft: StftConfig | None = None,
+                 model: LoadedModel | None = None, stft: "StftConfig | dict | None" = None,
                  solver: SolverConfig | None = None, device: str | torch.device = "cpu",
                  mel: "str | MelConfig | dict | None" = None, **options):
         self.method = parse_method(method, **options)
         self.device = resolve_device(device)
+        if stft is not None and not isinstance(stft, StftConfig):  # a mapping of settings
+            stft = stft_config(dict(stft))
         if self.method.name in PEERS:
             from .peers import require
 
@@ -297,12 +306,18 @@ class Inverter:
         self.edge_floor = 0.0 if self.method.name == "oracle" else EDGE_FLOOR
 
     # --- the edge: validation, once ------------------------------------------------------
-    def _checked(self, x: torch.Tensor, whole: bool = True) -> torch.Tensor:
-        """``x`` validated and on the device (complex -> magnitudes unless oracle); ``whole``:
-        a whole input, which needs enough frames to make audio (a stream's chunk need not)."""
+    def _checked(self, x: "torch.Tensor | np.ndarray", whole: bool = True) -> torch.Tensor:
+        """``x`` (a tensor or a NumPy array) validated and on the device (complex -> magnitudes
+        unless oracle; float16 / bfloat16 / integers computed in float32, complex32 in
+        complex64); ``whole``: a whole input, which needs enough frames to make audio (a
+        stream's chunk need not)."""
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x))
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if not (x.is_complex() or x.is_floating_point()):
+            raise TypeError(f"expected a torch tensor or a NumPy array, got {type(x).__name__}")
+        if x.dtype == torch.complex32:
+            x = x.to(torch.complex64)
+        elif not x.is_complex() and x.dtype not in (torch.float32, torch.float64):
             x = x.to(torch.float32)
         if self.mel is not None:
             check_mel(x, self.mel, self.stft)
@@ -323,10 +338,12 @@ class Inverter:
 
     # --- whole utterances ----------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, length: int | None = None) -> torch.Tensor:
+    def __call__(self, x: "torch.Tensor | np.ndarray", length: int | None = None
+                 ) -> "torch.Tensor | np.ndarray":
         """Waveform (..., L) of ``x`` (..., K, T); L = ``length`` or the default
-        ``(T + 1) * hop_length - win_length``."""
-        return self._invert(self._checked(x), check_length(length))
+        ``(T + 1) * hop_length - win_length``. A NumPy input gives a NumPy output."""
+        y = self._invert(self._checked(x), check_length(length))
+        return y.cpu().numpy() if isinstance(x, np.ndarray) else y
 
     def _linear(self, x: torch.Tensor) -> torch.Tensor:
         """Linear magnitudes of checked input ``x``: itself, or the NNLS magnitudes of a mel."""
@@ -389,7 +406,12 @@ class Inverter:
         run one by one: centred frames reach ``n_fft // 2`` past the last sample, where the
         padding would add to an item's end; the classical methods look ahead or are offline."""
         lengths = [check_length(n) for n in lengths] if lengths else [None] * len(items)
-        items = [self._checked(x) for x in items]
+        numpy_in = [isinstance(x, np.ndarray) for x in items]
+        waves = self._many([self._checked(x) for x in items], lengths)
+        return [w.cpu().numpy() if n else w for w, n in zip(waves, numpy_in)]
+
+    def _many(self, items: list[torch.Tensor], lengths: list[int | None]
+              ) -> list[torch.Tensor]:
         batched = (self.method.name in ("ppsi", "ppsi-strided", "oracle")
                    and not self.stft.center and self.mel is None and len(items) > 1
                    and all(n is None or n <= default_length(x.shape[-1], self.stft)

@@ -184,8 +184,8 @@ def shipped_for(variant: str = "online", stft: StftConfig | None = None,
         have = ", ".join(f"ppsi{'' if e.variant == 'online' else '-' + e.variant}"
                          for e in SHIPPED if e.input == input)
         raise ValueError(f"no shipped ppsi {variant} network for {what}input (there is: "
-                         f"{have or 'none'}); use that, --method griffin-lim or pghi, or pass "
-                         "--weights FILE")
+                         f"{have or 'none'}); use that, method griffin-lim or pghi (--method), or "
+                         "weights of your own (--weights FILE, weights= in the API)")
     if stft is None:
         return entries[0]
     for entry in entries:
@@ -193,8 +193,9 @@ def shipped_for(variant: str = "online", stft: StftConfig | None = None,
             return entry
     have = ", ".join(e.family_name for e in entries)
     raise ValueError(f"no shipped ppsi {variant} {what}network for {family_name(stft)} "
-                     f"(shipped: {have}); use --method griffin-lim, pghi or rtisi-la for this "
-                     "STFT, or pass --weights FILE")
+                     f"(shipped: {have}); use method griffin-lim, pghi or rtisi-la for this "
+                     "STFT (--method), or weights of your own (--weights FILE, weights= in the "
+                     "API)")
 
 
 def shipped_weights(variant: str = "online", stft: StftConfig | None = None,
@@ -205,7 +206,8 @@ def shipped_weights(variant: str = "online", stft: StftConfig | None = None,
     path = weights_dir() / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"shipped weights {entry.file} missing from {weights_dir()}; "
-                                "reinstall ppsi or pass --weights FILE")
+                                "reinstall ppsi or pass weights of your own (--weights FILE, weights= in "
+                                "the API)")
     found = sha256(path)
     if found != entry.sha256:
         raise ValueError(f"shipped weights {path} fail their SHA-256 check (found {found[:12]}…, "
