@@ -24,8 +24,8 @@ from .dsp.stft import default_length, stft
 from .inverter import CHUNK_ROWS, Inverter, resolve_device
 from .io import AUDIO_EXTS, audio_writer, read_audio, resample, written_by_ppsi
 from .methods import Method, parse_method
-from .spec_io import (MEL_SCALES, SCALES, SPEC_EXTS, NpyFrames, Spectrogram, SpecError, file_mel,
-                      file_stft, peek, read_spectrogram)
+from .spec_io import (MEL_SCALES, SCALES, SPEC_EXTS, NpyFrames, Spectrogram, SpecError, cli_flag,
+                      file_mel, file_stft, log_scale_notice, peek, read_spectrogram)
 
 INPUT_EXTS = SPEC_EXTS + AUDIO_EXTS
 
@@ -231,7 +231,10 @@ def load_input(path: Path, options: InvertOptions) -> Item:
         except SpecError as exc:
             raise InputError(str(exc)) from None
         stated = "scale" in spec.meta or options.scale is not None or mel is not None
-        return Item(torch.from_numpy(spec.magnitude), None, cfg, scale_stated=stated, mel=mel)
+        scale = str(spec.meta.get("scale", options.scale or "linear"))
+        notice = log_scale_notice(spec.magnitude, scale, mel)
+        return Item(torch.from_numpy(spec.magnitude), None, cfg, [notice] if notice else [],
+                    scale_stated=stated, mel=mel)
     if ext not in AUDIO_EXTS:
         raise InputError(f"unsupported extension {ext!r}")
     cfg = options.base
@@ -589,6 +592,10 @@ def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = 
     if not files:
         raise FileNotFoundError(f"no audio files (.wav, .flac, .ogg) under {src}")
     base = src if src.is_dir() else src.parent
+    given = ([f"--mel {mel}"] if mel else []) + [cli_flag(k, v) for k, v in (stft or {}).items()
+                                                 if v is not None]
+    keeps = (f"a .{fmt} file keeps no settings: invert it with {' '.join(given)} (an .npz "
+             "keeps them)") if fmt != "npz" and given else None
     results = []
     for f in files:
         dst = (out_dir if named_output(src, out_dir) == fmt
@@ -601,7 +608,8 @@ def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = 
             write_spectrogram(dst, item.x.abs().numpy() if item.mel is None else item.x.numpy(),
                               item.cfg, fmt, item.mel)
             results.append(FileResult(str(f), str(dst), "ok", None,
-                                      item.length / item.cfg.sample_rate, notices=item.notices))
+                                      item.length / item.cfg.sample_rate,
+                                      notices=item.notices + ([keeps] if keeps else [])))
         except (InputError, ValueError, OSError) as exc:
             results.append(FileResult(str(f), str(dst), "failed", str(exc)))
     return results

@@ -213,6 +213,24 @@ def linear_values(arr: np.ndarray, scale: str) -> np.ndarray:
     return mag.astype(np.float32)
 
 
+def log_scale_notice(values: np.ndarray, scale: str, mel: MelConfig | None) -> str | None:
+    """A notice for a spectrogram read on a log scale (``log`` / ``db``, or a mel with a log)
+    that has no value below 0 (linear ``values`` >= 1 for log / db, the stored values of a mel):
+    the log of any audio's spectrogram has quiet bins below 1, so it is likely linear values
+    given as logs, which invert to noise far above full scale."""
+    if values.size == 0:
+        return None
+    if mel is not None:
+        if mel.log == "none" or float(values.min()) < 0:
+            return None
+        return (f"no value is below 0, as a log-mel (log={mel.log}) of audio has: a linear mel? "
+                "then say log=none (--mel PRESET+log=none)")
+    if scale not in ("log", "db") or float(values.min()) < 1:
+        return None
+    return (f"no value is below 0, as a {scale}-scale spectrogram of audio has: linear "
+            "magnitudes? then --scale linear")
+
+
 class NpyFrames:
     """A long ``.npy`` spectrogram read a chunk of frames at a time with plain reads at the
     frames' offsets (no memory map: pages stay in the kernel's cache, not in this process), so
@@ -289,6 +307,15 @@ def file_mel(spec: Spectrogram, option: str | None) -> tuple[MelConfig | None, d
     return mel, stft
 
 
+def cli_flag(key: str, value) -> str:
+    """The command-line spelling of STFT setting ``key`` = ``value`` (``--n-fft 512``,
+    ``--no-center``)."""
+    flag = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
+
+
 def file_stft(spec: Spectrogram, options: dict, base: StftConfig) -> StftConfig:
     """The STFT of a spectrogram file: what its metadata say, else the ``options`` (None: not
     given), else ``base``. An option that contradicts the metadata is refused, naming both."""
@@ -297,10 +324,7 @@ def file_stft(spec: Spectrogram, options: dict, base: StftConfig) -> StftConfig:
         for key, value in options.items():
             if value is not None and key in meta and _setting(key, meta[key]) != _setting(key,
                                                                                           value):
-                flag = "--" + key.replace("_", "-")
-                given = (flag if value else "--no-" + flag[2:]) if isinstance(value, bool) \
-                    else f"{flag} {value}"
-                raise SpecError(f"the file says {key}={meta[key]!r} but {given}")
+                raise SpecError(f"the file says {key}={meta[key]!r} but {cli_flag(key, value)}")
         return stft_config({**options, **meta}, base)
     except SpecError:
         raise

@@ -828,3 +828,32 @@ def test_spec_reports_notices(tmp_path, speech) -> None:
     result = run("spec", src.parent, "-o", tmp_path / "out")
     assert result.exit_code == 0
     assert "notice" in result.stderr and "2 channels mixed down to mono" in result.stderr
+
+
+def test_spec_notices_what_an_npy_cannot_keep_and_log_scales_without_negatives(
+        tmp_path, speech) -> None:
+    """An .npy / .pt keeps no settings: spec says which options to invert it with. A
+    spectrogram read on a log scale with no value below 0 (linear values given as logs) is
+    inverted as asked, with a notice; a real log-mel gets none. A spec of one audio file to a
+    .wav name is refused."""
+    src = write(tmp_path / "a.wav", clip(speech, 1.0))
+    result = run("spec", src, "-o", tmp_path / "m.npy", "--mel", "hifigan")
+    assert result.exit_code == 0
+    assert "keeps no settings: invert it with --mel hifigan" in result.stderr
+    result = run("spec", src, "-o", tmp_path / "c.NPY", "--format", "NPY", "--center", "--n-fft",
+                 "512")
+    assert result.exit_code == 0 and "invert it with --n-fft 512 --center" in result.stderr
+    assert "keeps no settings" not in run("spec", src, "-o", tmp_path / "d.npy").stderr
+    np.save(tmp_path / "lin.npy", np.exp(np.load(tmp_path / "m.npy")))
+    for name, notice in (("m.npy", False), ("lin.npy", True)):
+        result = run("invert", tmp_path / name, "-o", tmp_path / "o" / (name + ".wav"), "--mel",
+                     "hifigan", "--method", "griffin-lim+iters=2")
+        assert result.exit_code == 0
+        assert ("a linear mel? then say log=none" in result.stderr) == notice, result.stderr
+    np.save(tmp_path / "mag.npy", magnitude(src))
+    result = run("invert", tmp_path / "mag.npy", "-o", tmp_path / "o" / "db.wav", "--scale", "db",
+                 "--method", "griffin-lim+iters=2")
+    assert "linear magnitudes? then --scale linear" in result.stderr
+    wav = run("spec", src, "-o", tmp_path / "x.wav")
+    assert wav.exit_code == 1 and "spec writes spectrogram files" in wav.stderr
+    assert not (tmp_path / "x.wav").exists()

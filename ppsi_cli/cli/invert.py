@@ -181,6 +181,10 @@ def spec(
     from ..batch import make_spectrograms, named_output
 
     named = named_output(inputs, out_dir)
+    if named in ("wav", "flac", "ogg"):
+        raise fail(f"-o {escape(str(out_dir))}: spec writes spectrogram files; name the output "
+                   ".npz, .npy or .pt, or give a folder")
+    fmt = fmt.lower() if fmt else fmt
     if fmt is None:
         fmt = named if named in ("npz", "npy", "pt") else "npz"
     if fmt not in ("npz", "npy", "pt"):
