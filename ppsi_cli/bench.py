@@ -331,8 +331,8 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
     methods also ``cnn_seconds_per_audio_second`` (:func:`ppsi_cli.model.predict`, on the
     method's ``band``) and
     ``ls_seconds_per_audio_second`` (:func:`ppsi_cli.integrate.integrate`), and ``weights``
-    (where the model came from; "" for the others). With ``chunk`` also ``hop_ms`` (the audio
-    one push brings: a real-time caller's deadline per push), ``pushes`` (timed) and
+    (where the model came from; "" for the others). With ``chunk`` also ``push_audio_ms`` (the
+    audio one push brings: a real-time caller's deadline per push), ``pushes`` (timed) and
     ``push_ms`` (median, p99 and max over every timed push: what a deadline sees, beside the
     mean that seconds per audio second gives). The STFT of the input is not timed: the methods
     start from magnitudes (oracle from the complex STFT).
@@ -420,9 +420,10 @@ def bench_invert(device: torch.device | str = "cpu", seconds: float = 10.0,
 
 
 def _push_times(pushes: list[float], chunk: int, cfg: StftConfig) -> dict:
-    """``hop_ms``, ``pushes`` and ``push_ms`` (median, p99, max in ms) of a stream's pushes."""
+    """``push_audio_ms`` (the audio a push brings), ``pushes`` and ``push_ms`` (median, p99,
+    max in ms) of a stream's pushes."""
     ms = sorted(1000 * t for t in pushes)
-    return {"hop_ms": 1000 * chunk * cfg.hop_length / cfg.sample_rate, "pushes": len(ms),
+    return {"push_audio_ms": 1000 * chunk * cfg.hop_length / cfg.sample_rate, "pushes": len(ms),
             "push_ms": {"median": ms[len(ms) // 2], "p99": ms[math.ceil(0.99 * len(ms)) - 1],
                         "max": ms[-1]}}
 

@@ -151,13 +151,13 @@ def test_bench_invert_streamed_chunks(tiny_strided_weights) -> None:
     # per push: every push of the timed runs, the deadline a push's audio sets
     frames = n_frames(int(0.5 * CFG.sample_rate), CFG)
     for r in rows:
-        assert r["pushes"] == frames and r["hop_ms"] == 16.0
+        assert r["pushes"] == frames and r["push_audio_ms"] == 16.0
         p = r["push_ms"]
         assert 0 < p["median"] <= p["p99"] <= p["max"]
         # the pushes are part of the run: their sum cannot exceed it
         assert p["median"] * frames / 2 <= 1000 * r["seconds_per_audio_second"] * 0.5
     default = bench_invert(seconds=0.5, repeats=1, chunk=4, weights=tiny_strided_weights)
-    assert all(r["pushes"] == -(-frames // 4) and r["hop_ms"] == 64.0 for r in default)
+    assert all(r["pushes"] == -(-frames // 4) and r["push_audio_ms"] == 64.0 for r in default)
     assert {r["method"] for r in default} == {"ppsi", "ppsi-strided", "oracle", "rtisi-la",
                                               "rtisi", "rtpghi"}  # the online defaults
     for kwargs, message in (({"methods": ["gl32"]}, "offline: griffin-lim"),
