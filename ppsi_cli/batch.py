@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .config import MelConfig, StftConfig, front_end, stft_config
+from .config import CENTER_FALSE_NOTE, MelConfig, StftConfig, front_end, stft_config
 from .dsp.mel import mel_spectrogram
 from .dsp.stft import default_length, stft
 from .inverter import CHUNK_ROWS, Inverter, resolve_device
@@ -232,9 +232,11 @@ def load_input(path: Path, options: InvertOptions) -> Item:
             raise InputError(str(exc)) from None
         stated = "scale" in spec.meta or options.scale is not None or mel is not None
         scale = str(spec.meta.get("scale", options.scale or "linear"))
-        notice = log_scale_notice(spec.magnitude, scale, mel)
-        return Item(torch.from_numpy(spec.magnitude), None, cfg, [notice] if notice else [],
-                    scale_stated=stated, mel=mel)
+        notices = [n for n in (log_scale_notice(spec.magnitude, scale, mel),) if n]
+        if "center" in spec.meta and not cfg.center:  # the file says center=False: whose?
+            notices.append(f"the file says {CENTER_FALSE_NOTE}")
+        return Item(torch.from_numpy(spec.magnitude), None, cfg, notices, scale_stated=stated,
+                    mel=mel)
     if ext not in AUDIO_EXTS:
         raise InputError(f"unsupported extension {ext!r}")
     cfg = options.base

@@ -40,6 +40,12 @@ WINDOWS = ("hann", "sqrt-hann", "hamming", "blackman")
 PAD_MODES = ("reflect", "constant")
 
 
+#: what ``center=False`` is here, for a user who means torch's (said where it is given explicitly)
+CENTER_FALSE_NOTE = ("center=False is ppsi's start-referenced framing (frames begin win_length - "
+                     "hop samples before the signal); a torch / librosa center=False "
+                     "spectrogram is center=True, pad_length=0")
+
+
 @dataclass(frozen=True)
 class StftConfig:
     """STFT analysis/synthesis settings, in torch's names (``../shared/CONVENTIONS.md``).

@@ -343,7 +343,9 @@ def write_spectrogram(path: str | Path, magnitude: np.ndarray, cfg: StftConfig,
     mag = np.ascontiguousarray(magnitude, dtype=np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         if fmt == "npz":
-            meta = {k: getattr(cfg, k) for k in STFT_KEYS}
+            # center=False, ppsi's framing, is the default: left out, so that a file saying
+            # center=False is someone else's (torch's center=False is not it: a notice says so)
+            meta = {k: getattr(cfg, k) for k in STFT_KEYS if k != "center" or cfg.center}
             meta["scale"] = "linear"
             if mel is not None:
                 meta.update(mel.to_dict(), scale="mel" if mel.log == "none" else "log-mel")

@@ -359,3 +359,25 @@ def test_inverter_takes_numpy_and_stft_mappings_as_invert_does(speech) -> None:
     parts.append(stream.flush())
     assert all(isinstance(p, np.ndarray) for p in parts)
     np.testing.assert_allclose(np.concatenate(parts)[:len(want)], want, atol=1e-4)
+
+
+def test_an_npz_saying_center_false_gets_a_notice(speech, tmp_path) -> None:
+    """A file that says center=False may mean torch's (frames from the signal's start): a
+    notice says what it is here. ppsi's own files leave the default framing unsaid, so they
+    get none, and read back the same."""
+    x = speech[0][:16000].float()
+    mag = stft(x, StftConfig()).abs().numpy()
+    np.savez(tmp_path / "theirs.npz", magnitude=mag, center=False)
+    sf.write(tmp_path / "a.wav", x.numpy(), 16000)
+    assert CliRunner().invoke(app, ["spec", str(tmp_path / "a.wav"), "-o",
+                                    str(tmp_path / "ours.npz")]).exit_code == 0
+    with np.load(tmp_path / "ours.npz") as z:
+        assert "center" not in z.files and int(z["hop_length"]) == 256
+    result = CliRunner().invoke(app, ["invert", str(tmp_path), "-o", str(tmp_path / "out"),
+                                      "--method", "griffin-lim+iters=2", "--subtype", "FLOAT"])
+    assert result.exit_code == 0, result.output
+    assert "theirs.npz: the file says center=False is ppsi's" in result.stderr
+    assert "ours.npz: the file says" not in result.stderr
+    ours, _ = sf.read(tmp_path / "out" / "ours.wav")
+    theirs, _ = sf.read(tmp_path / "out" / "theirs.wav")
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
