@@ -197,9 +197,11 @@ CUDA_BATCHES = (1, 16, 256)
 
 
 def example_clips() -> list[Path]:
-    """The checkout's speech clips (``examples/audio/*.wav``): beside the package when it runs
-    from the checkout, else under the current folder (a regular install run from the checkout)."""
-    roots = [Path(__file__).resolve().parents[1]]
+    """The two CMU ARCTIC clips of ``examples/audio``: installed with the package (the wheel
+    holds them), else beside the package when it runs from the checkout, else under the current
+    folder."""
+    here = Path(__file__).resolve()
+    roots = [here.parent, here.parents[1]]
     try:
         roots.append(Path.cwd())
     except OSError:  # the current folder was removed

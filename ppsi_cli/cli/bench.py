@@ -181,7 +181,8 @@ def invert_speed(
                                           "(default 1,16,256)."),
     repeats: int = typer.Option(5, "--repeats", help="Timed runs per method (median)."),
     audio: Optional[list[Path]] = typer.Option(None, "--audio", help="Speech file(s) to time "
-                                               "on (default: examples/audio)."),
+                                               "on (default: the two ARCTIC clips of "
+                                               "examples/audio, installed with ppsi)."),
     stft: dict = None,  # the STFT options, given by with_stft_options
     peers: bool = typer.Option(False, "--peers", help="Also time the other libraries' methods "
                                "that are installed (librosa's and torchaudio's griffinlim "
