@@ -207,6 +207,8 @@ class Stream:
         elif lead != self._lead:
             raise ValueError(f"chunk has leading shape {lead}; the stream started with "
                              f"{self._lead}")
+        if x.shape[-1] == 0 and not last:  # an empty chunk: nothing new
+            return self._samples(None)
         self._frames += x.shape[-1]
         x = self.inverter._linear(x)
         return self._samples(self.source.push(x.reshape(-1, *x.shape[-2:]), last))
@@ -320,9 +322,9 @@ class Inverter:
         elif not x.is_complex() and x.dtype not in (torch.float32, torch.float64):
             x = x.to(torch.float32)
         if self.mel is not None:
-            check_mel(x, self.mel, self.stft)
+            check_mel(x, self.mel, self.stft, empty_ok=not whole)
         else:
-            check_spectrogram(x, self.stft, complex_ok=True)
+            check_spectrogram(x, self.stft, complex_ok=True, empty_ok=not whole)
         need = -(-self.stft.win_length // self.stft.hop_length)
         if whole and x.shape[-1] < need:
             raise ValueError(f"{x.shape[-1]} frame(s); at least {need} are needed to make audio "

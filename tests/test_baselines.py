@@ -391,3 +391,18 @@ def test_torchaudio_peer_is_torchaudios_griffinlim_aligned(speech) -> None:
     moved = corr(torch.nn.functional.avg_pool1d(y[256:].abs()[None], 256, 64)[0],
                  env[:-4])
     assert aligned > 0.95 and aligned > moved + 0.02, (aligned, moved)
+
+
+@pytest.mark.parametrize("method", ["ppsi", "rtisi-la", "rtpghi"])
+def test_an_empty_chunk_is_nothing_new(short, method):
+    """A stream takes a chunk of zero frames (a real-time caller with nothing yet) and returns no
+    samples; the rest is as without it. A whole call still needs frames."""
+    _, mag = short
+    inv = Inverter(method)
+    stream = inv.stream()
+    parts = [stream.push(mag[:, :0]), stream.push(mag[:, :7]), stream.push(mag[:, 7:7]),
+             stream.push(mag[:, 7:]), stream.flush()]
+    assert parts[0].shape == parts[2].shape == (0,)
+    assert torch.allclose(torch.cat(parts), inv(mag), atol=1e-6)
+    with pytest.raises(ValueError, match="zero frames"):
+        inv(mag[:, :0])

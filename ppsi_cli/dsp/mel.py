@@ -93,9 +93,11 @@ def mel_spectrogram(mag: torch.Tensor, mel: MelConfig, stft: StftConfig) -> torc
     return _db_factor(mel) * torch.log10(m)
 
 
-def check_mel(x: torch.Tensor, mel: MelConfig, stft: StftConfig) -> None:
-    """The one validator of mel input: shape ``(..., n_mels, T >= 1)``, real, finite, and
-    non-negative unless it is a log-mel. Raises ValueError naming the problem."""
+def check_mel(x: torch.Tensor, mel: MelConfig, stft: StftConfig, empty_ok: bool = False
+              ) -> None:
+    """The one validator of mel input: shape ``(..., n_mels, T >= 1)`` (T = 0 too where
+    ``empty_ok``), real, finite, and non-negative unless it is a log-mel. Raises ValueError
+    naming the problem."""
     if x.ndim < 2:
         raise ValueError(f"mel spectrogram must have shape (..., bands, time), got "
                          f"{tuple(x.shape)}")
@@ -107,7 +109,7 @@ def check_mel(x: torch.Tensor, mel: MelConfig, stft: StftConfig) -> None:
                 "without mel settings)" if bands == stft.n_bins else "")
         raise ValueError(f"mel spectrogram has {bands} bands; the mel settings say "
                          f"n_mels={mel.n_mels}{what}")
-    if x.shape[-1] == 0:
+    if x.shape[-1] == 0 and not empty_ok:
         raise ValueError("mel spectrogram has zero frames")
     if not torch.isfinite(x).all():
         raise ValueError(f"mel spectrogram contains {'NaN' if torch.isnan(x).any() else 'Inf'} "

@@ -42,10 +42,11 @@ def _window(cfg: StftConfig, dtype: torch.dtype, device: torch.device) -> torch.
 MEL_BANDS = (40, 64, 80, 96, 100, 128, 160)
 
 
-def check_spectrogram(x: torch.Tensor, cfg: StftConfig, complex_ok: bool = False) -> None:
-    """The one validator of spectrograms given to ppsi: shape (..., n_bins, T >= 1), finite,
-    real and non-negative (or complex where ``complex_ok``). Raises ValueError naming the
-    problem."""
+def check_spectrogram(x: torch.Tensor, cfg: StftConfig, complex_ok: bool = False,
+                      empty_ok: bool = False) -> None:
+    """The one validator of spectrograms given to ppsi: shape (..., n_bins, T >= 1) (T = 0 too
+    where ``empty_ok``: a stream's chunk), finite, real and non-negative (or complex where
+    ``complex_ok``). Raises ValueError naming the problem."""
     name = "spectrogram" if x.is_complex() else "magnitude"
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (..., freq, time), got {tuple(x.shape)}")
@@ -60,7 +61,7 @@ def check_spectrogram(x: torch.Tensor, cfg: StftConfig, complex_ok: bool = False
             hint = " (a mel spectrogram? say so: --mel PRESET, or mel=... in the API)"
         raise ValueError(f"{name} has {bins} bins{hint}; expected {cfg.n_bins} "
                          f"(n_fft={cfg.n_fft})")
-    if x.shape[-1] == 0:
+    if x.shape[-1] == 0 and not empty_ok:
         raise ValueError(f"{name} has zero frames")
     if not torch.isfinite(x).all():
         bad = "NaN" if torch.isnan(x).any() else "Inf"
