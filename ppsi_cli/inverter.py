@@ -325,10 +325,14 @@ class Inverter:
             check_mel(x, self.mel, self.stft, empty_ok=not whole)
         else:
             check_spectrogram(x, self.stft, complex_ok=True, empty_ok=not whole)
-        need = -(-self.stft.win_length // self.stft.hop_length)
-        if whole and x.shape[-1] < need:
+        if whole and default_length(x.shape[-1], self.stft) < 1:
+            need = next(t for t in range(1, x.shape[-1] + self.stft.n_fft + 2)
+                        if default_length(t, self.stft) >= 1)
+            framing = (f"centred frames, padding {self.stft.pad}" if self.stft.center
+                       else "start-referenced frames")
             raise ValueError(f"{x.shape[-1]} frame(s); at least {need} are needed to make audio "
-                             f"(win_length {self.stft.win_length} / hop {self.stft.hop_length})")
+                             f"(win_length {self.stft.win_length}, hop {self.stft.hop_length}, "
+                             f"{framing})")
         if self.method.name == "oracle":
             if not x.is_complex():
                 raise ValueError("method oracle needs the complex STFT (audio input): it uses "
@@ -378,7 +382,7 @@ class Inverter:
             done += part.shape[-1]
         part = stream.flush(total)
         out[..., done:done + part.shape[-1]] = part
-        assert max(done + part.shape[-1], total) == size, (done, part.shape, size)
+        assert done + part.shape[-1] >= total, (done, part.shape, total)
         return out[..., :total]
 
     def _offline(self, mag: torch.Tensor) -> torch.Tensor:
