@@ -505,6 +505,11 @@ class TrainConfig:
             raise ValueError(f"fpd_weight must be in (0, 1), got {self.fpd_weight}")
         if not 0 <= self.ls_loss <= 1:
             raise ValueError(f"ls_loss must be in [0, 1], got {self.ls_loss}")
+        if not self.segment_seconds * self.stft.sample_rate >= self.stft.win_length:
+            raise ValueError(f"segment_seconds must hold a window ({self.stft.win_length} "
+                             f"samples at {self.stft.sample_rate} Hz: at least "
+                             f"{self.stft.win_length / self.stft.sample_rate:.3g} s), got "
+                             f"{self.segment_seconds}")
         self.speed_factors = tuple(check_speed_factor(f) for f in self.speed_factors)
 
     def to_dict(self) -> dict[str, Any]:

@@ -261,10 +261,21 @@ def test_delayed_init_from_online_puts_frame_t_at_its_channel(toy_tree: Path, tm
 
 @pytest.mark.parametrize("case", ["missing", "empty", "gpus", "resume-missing",
                                   "resume-incompatible", "resume-garbage", "fpd-weight",
-                                  "ls-loss", "loss-weight"])
+                                  "ls-loss", "loss-weight", "segment", "out-is-a-file",
+                                  "too-short"])
 def test_bad_input_one_line_and_nonzero_exit(case, toy_tree: Path, tmp_path):
     out = tmp_path / "run"
-    if case == "missing":
+    if case == "segment":
+        args, needle = _train_args(toy_tree, out, 2), "segment_seconds must hold a window"
+        args[args.index("--segment-seconds") + 1] = "0"
+    elif case == "out-is-a-file":
+        out.write_text("not a folder")
+        args, needle = _train_args(toy_tree, out, 2), "a file, not a run folder"
+    elif case == "too-short":  # files shorter than a window: the reason and the file, named
+        (tmp_path / "short").mkdir()
+        sf.write(tmp_path / "short" / "s.wav", _tone(0.05, 200, seed=1), SR)
+        args, needle = _train_args(tmp_path / "short", out, 2), "s.wav: too short (800 samples"
+    elif case == "missing":
         args, needle = _train_args(tmp_path / "nope", out, 2), "not found"
     elif case == "empty":
         (tmp_path / "empty").mkdir()
@@ -419,3 +430,16 @@ def test_mel_training_feeds_nnls_magnitudes_and_declares_its_front_end(toy_tree:
     assert model.stft.sample_rate == 16000 and model.stft.center
     r = runner.invoke(app, ["train", "--data", str(toy_tree), "--mel", "melgan"])
     assert r.exit_code == 1 and "unknown mel preset 'melgan'" in r.output
+
+
+def test_a_run_folder_is_not_overwritten_without_force(toy_tree: Path, tmp_path):
+    """A second ``ppsi train -o RUN`` into a finished run is refused in one line and leaves it
+    as it was; ``--force`` starts over, ``--resume`` continues."""
+    out = tmp_path / "run"
+    assert runner.invoke(app, _train_args(toy_tree, out, 2)).exit_code == 0
+    before = (out / "weights.pt").read_bytes()
+    r = runner.invoke(app, _train_args(toy_tree, out, 2, "--seed", "3"))
+    assert r.exit_code == 1 and "holds a run (weights.pt)" in r.output and "--force" in r.output
+    assert (out / "weights.pt").read_bytes() == before
+    r = runner.invoke(app, _train_args(toy_tree, out, 2, "--seed", "3", "--force"))
+    assert r.exit_code == 0 and (out / "weights.pt").read_bytes() != before

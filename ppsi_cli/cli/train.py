@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..config import ModelConfig, SolverConfig, TrainConfig, front_end
 from . import app
@@ -28,7 +29,12 @@ def draw_event(event: dict) -> None:
         err.print(f"training {event['parameters']} parameters on {event['device']} x "
                   f"{event['world']}: {event['train_files']} files ({event['train_minutes']} "
                   f"min), {event['val_files']} validation files, split {event['split']}, "
-                  f"{event['skipped']} unreadable file(s) skipped", highlight=False)
+                  f"{event['skipped']} file(s) skipped", highlight=False)
+        for line in event.get("skipped_files", []):
+            err.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
+        if not event["val_files"]:
+            err.print("[yellow]notice[/] no validation file is usable: no validation loss "
+                      "(give --val-data)", highlight=False)
     elif kind == "done":
         err.print(f"[bold]done at step {event['step']}[/]: {event['weights']}", highlight=False)
 
@@ -88,6 +94,8 @@ def train(
     gpus: int = typer.Option(0, min=0, help="Train on N GPUs (one process each, NCCL)."),
     procs: int = typer.Option(1, min=1, help="CPU processes (gloo), when not using GPUs."),
     resume: Optional[Path] = typer.Option(None, help="Checkpoint to continue from."),
+    force: bool = typer.Option(False, "--force", help="Start over in a run folder that holds "
+                               "a run (its weights and checkpoint are replaced)."),
     init_from: Optional[Path] = typer.Option(None, help="Start from these weights (an online "
                                              "model initialises a strided one)."),
     mel: Optional[str] = typer.Option(None, help="Train a mel network: its input is the NNLS "
@@ -108,6 +116,12 @@ def train(
         raise fail(f"--gpus {gpus}: CUDA is not available on this machine")
     if gpus > torch.cuda.device_count():
         raise fail(f"--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if out.exists() and not out.is_dir():
+        raise fail(f"-o {out}: a file, not a run folder")
+    held = [name for name in ("weights.pt", "checkpoint.pt") if (out / name).exists()]
+    if held and resume is None and not force:
+        raise fail(f"-o {out} holds a run ({held[0]}): --resume {out / 'checkpoint.pt'} "
+                   "continues it, --force starts over (replacing it), or choose another -o")
     try:
         factors = parse_factors(speed_perturb)
         mel_cfg, stft_cfg = front_end(mel, stft)

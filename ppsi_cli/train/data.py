@@ -93,7 +93,8 @@ def load_corpus(files: list[Path], sample_rate: int, min_samples: int = 1) -> Co
             corpus.skipped.append((p, f"unreadable ({type(exc).__name__}: {exc})"))
             continue
         if len(x) < min_samples:
-            corpus.skipped.append((p, f"too short ({len(x)} samples)"))
+            corpus.skipped.append((p, f"too short ({len(x)} samples at {sample_rate} Hz; "
+                                      f"a window is {min_samples})"))
         elif not np.isfinite(x).all():
             corpus.skipped.append((p, "non-finite samples"))
         else:

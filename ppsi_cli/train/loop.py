@@ -73,8 +73,9 @@ def prepare_data(cfg: TrainConfig) -> tuple[Corpus, Corpus, str]:
     train = load_corpus(train_files, sr, min_samples=cfg.stft.win_length)
     val = load_corpus(val_files, sr, min_samples=cfg.stft.win_length)
     if not train.audio:
+        path, why = train.skipped[0] if train.skipped else (cfg.data, "")
         raise TrainError(f"none of the {len(train_files)} training files under {cfg.data} "
-                         "could be read")
+                         f"can be used (first: {path}: {why})")
     return train, val, how
 
 
@@ -288,6 +289,7 @@ def run(cfg: TrainConfig, resume: str | None = None,
                                                                        cfg.stft.sample_rate, 2),
              "val_files": len(val.audio), "split": how,
              "skipped": len(train.skipped) + len(val.skipped),
+             "skipped_files": [f"{path}: {why}" for path, why in train.skipped + val.skipped],
              "max_steps": cfg.max_steps})
         start, t_last, s_last = time.time(), time.time(), trainer.step
         losses: list[float] = []
