@@ -1,8 +1,9 @@
-"""Audio file reading and atomic writing (soundfile)."""
+"""Audio file reading and atomic writing (soundfile); strict JSON text."""
 
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import tempfile
@@ -19,6 +20,23 @@ AUDIO_EXTS = (".wav", ".flac", ".ogg")
 #: Sample rates a header may claim (Hz): outside, it is lying or broken, and resampling from it
 #: would ask for absurd memory (a 96 KB file at "1 Hz" resampled to 16 kHz is 12 GB)
 SAMPLE_RATE_RANGE = (1000, 768000)
+
+
+def json_text(obj, indent: int | None = 2) -> str:
+    """``obj`` as strict JSON (NaN and infinities as null, which every JSON reader takes; Python
+    writes them as bare ``NaN``, which jq and JavaScript refuse), ending in a newline when
+    indented."""
+    def strict(o):
+        if isinstance(o, float):
+            return o if math.isfinite(o) else None
+        if isinstance(o, dict):
+            return {k: strict(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [strict(v) for v in o]
+        return o
+
+    text = json.dumps(strict(obj), indent=indent, allow_nan=False)
+    return text + "\n" if indent is not None else text
 
 
 #: The ``software`` tag of every file ppsi writes

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import multiprocessing
 import os
@@ -20,7 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .io import AUDIO_EXTS, atomic_path, read_audio
+from .io import AUDIO_EXTS, atomic_path, json_text, read_audio
 from .io import resample
 from .metrics import METRICS, MetricError, check_pair, resample_notice
 
@@ -278,4 +277,4 @@ def to_json(results: Sequence[PairResult], metrics: Sequence[str],
         "unpaired_ref": [str(p) for p in unpaired_ref],
         "unpaired_est": [str(p) for p in unpaired_est],
     }
-    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    return json_text(doc)

@@ -88,7 +88,7 @@ def test_eval_goes_on_past_unreadable_files(eval_dir, tmp_path):
     assert r.exit_code == 1, r.output
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("failed")]
     assert len(lines) == 2 and "Traceback" not in r.output
-    assert "broken.wav: unreadable" in lines[0] and "short.wav: too short (228 samples)" in lines[1]
+    assert "broken.wav: unreadable" in lines[0] and "short.wav: too short (228 samples at 16000 Hz" in lines[1]
     res = json.loads(out.read_text())
     assert res["files"] == 2 and res["summary"]["pghi"]["pesq"]["n"] == 2
     assert [f["file"].rsplit("/", 1)[-1] for f in res["failed"]] == ["broken.wav", "short.wav"]
@@ -160,3 +160,23 @@ def test_eval_strided_weights_limit_and_jobs(eval_dir, tmp_path):
         torch.set_num_threads(threads)
     row = res["rows"][0]["methods"]["ppsi-strided"]
     assert row["pesq"] == pytest.approx(pesq(16000, x.astype(np.float64), y, "wb"), abs=1e-6)
+
+
+def test_json_files_are_strict_json(eval_dir, tmp_path):
+    """A silent file's PESQ is undefined: the JSON says null (bare NaN, which Python wrote
+    before, is refused by jq and JavaScript)."""
+    from ppsi_cli.io import json_text
+
+    assert json_text({"a": float("nan"), "b": [1.5, float("inf")], "c": (2,)}, None) == \
+        '{"a": null, "b": [1.5, null], "c": [2]}'
+    root, _ = eval_dir
+    sf.write(root / "spk" / "silent.wav", np.zeros(16000, np.float32), 16000)
+    out = tmp_path / "e.json"
+    CliRunner().invoke(app, ["eval", str(root), "--methods", "pghi", "--json", str(out)])
+
+    def refuse(name):
+        raise ValueError(f"bare {name} in the JSON")
+
+    res = json.loads(out.read_text(), parse_constant=refuse)
+    silent = [r for r in res["rows"] if r["file"].endswith("silent.wav")]
+    assert silent and silent[0]["methods"]["pghi"]["pesq"] is None

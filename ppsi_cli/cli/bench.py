@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional
@@ -105,9 +104,9 @@ def solvers(
         rows = bench_solvers(device=device, k=k, batches=sizes, dtype=getattr(torch, dtype),
                              threads=threads, min_time=min_time, on_result=on_result)
     if as_json:
-        clean = [{key: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                  for key, v in row.items()} for row in rows]
-        typer.echo(json.dumps(clean, indent=2))
+        from ..io import json_text
+
+        typer.echo(json_text(rows), nl=False)
     else:
         out.print(solvers_table(rows))
 
@@ -236,8 +235,8 @@ def invert_speed(
         except (ValueError, FileNotFoundError) as e:
             raise fail(str(e)) from None
     if as_json:
-        clean = [{key: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                  for key, v in row.items()} for row in rows]
-        typer.echo(json.dumps(clean, indent=2))
+        from ..io import json_text
+
+        typer.echo(json_text(rows), nl=False)
     else:
         out.print(invert_table(rows))

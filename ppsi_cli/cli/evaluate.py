@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -90,7 +89,9 @@ def eval_cmd(
         out.print(ptable)
     if json_file:
         try:
-            json_file.write_text(json.dumps(result, indent=2) + "\n")
+            from ..io import json_text
+
+            json_file.write_text(json_text(result))
         except OSError as exc:
             raise fail(f"cannot write --json {escape(str(json_file))}: {escape(str(exc))}")
     for m, s in result["summary"].items():  # scores a file could not get are left out of means

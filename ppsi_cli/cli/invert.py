@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -149,7 +148,9 @@ def invert(
     if json_file:
         try:
             json_file.parent.mkdir(parents=True, exist_ok=True)
-            json_file.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+            from ..io import json_text
+
+            json_file.write_text(json_text(summary.to_dict()))
         except OSError as exc:
             raise fail(f"cannot write --json {escape(str(json_file))}: {escape(str(exc))}")
     if summary.interrupted:

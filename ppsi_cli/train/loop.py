@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import json
 import math
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from ..config import TrainConfig
 from ..dsp.stft import stft
 from ..model import PhaseDiffNet, count_parameters
-from ..io import atomic_path
+from ..io import atomic_path, json_text
 from ..weights import save_weights
 from . import distributed as dist
 from .data import Corpus, SegmentSampler, find_audio, load_corpus, split_files
@@ -274,13 +273,13 @@ def run(cfg: TrainConfig, resume: str | None = None,
                                  f"({why})") from None
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            (out / "config.json").write_text(json_text(cfg.to_dict()))
             log_file = open(out / "train.log", "a")
 
         def log(event: Event) -> None:
             emit(event)
             if log_file:
-                log_file.write(json.dumps({"time": round(time.time(), 1), **event}) + "\n")
+                log_file.write(json_text({"time": round(time.time(), 1), **event}, None) + "\n")
                 log_file.flush()
 
         log({"event": "start", "step": trainer.step, "world": info.world,
