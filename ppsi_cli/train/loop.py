@@ -10,6 +10,7 @@ import copy
 import gc
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,6 +94,10 @@ class Trainer:
         if info.world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+            # the convolutions run channels-last (model.py), so their weight gradients do not
+            # match the buckets' strides and DDP copies them: for 8k parameters that costs
+            # nothing, and its multi-line warning per process would bury the training lines
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
         self.opt = torch.optim.RAdam(self.net.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
