@@ -55,7 +55,8 @@ def invert(
     jobs: int = typer.Option(1, min=1, help="CPU worker processes over shards, one thread "
                                             "each (a folder's throughput on many cores)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the summary here."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no per-file lines."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, no per-file ok lines or "
+                               "notices (failures still get theirs)."),
     stft: dict = None,  # the STFT options, given by with_stft_options
     scale: Optional[str] = typer.Option(None, "--scale", help="linear | power | log | db: the "
                                         "scale of .npy/.pt files (default linear)."),
