@@ -138,7 +138,8 @@ def _eval_file(path: str) -> dict[str, Any]:
         return {"file": path, "error": corpus.skipped[0][1]}
     x = corpus.audio[0]
     spec, given = _inputs(x, inverters)
-    row: dict[str, Any] = {"file": path, "seconds": len(x) / cfg.sample_rate, "methods": {}}
+    row: dict[str, Any] = {"file": path, "seconds": len(x) / cfg.sample_rate, "methods": {},
+                           "notes": _conversions(path, cfg.sample_rate)}
     for label, inv in inverters.items():
         t0 = time.perf_counter()
         y = inv(spec if inv.method.name == "oracle" else given, len(x))
@@ -146,6 +147,17 @@ def _eval_file(path: str) -> dict[str, Any]:
         row["methods"][label] = {"time": elapsed,
                                  **_score(x, y.double().numpy(), cfg.sample_rate)}
     return row
+
+
+def _conversions(path: str, sample_rate: int) -> list[str]:
+    """What reading ``path`` changed: its channels mixed down, its rate resampled."""
+    import soundfile as sf
+
+    info = sf.info(path)
+    notes = [f"{info.channels} channels mixed down to mono"] if info.channels > 1 else []
+    if info.samplerate != sample_rate:
+        notes.append(f"resampled {info.samplerate} Hz -> {sample_rate} Hz")
+    return notes
 
 
 def evaluate(root: Path, options: EvalOptions,

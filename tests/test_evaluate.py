@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,23 @@ def test_json_files_are_strict_json(eval_dir, tmp_path):
     res = json.loads(out.read_text(), parse_constant=refuse)
     silent = [r for r in res["rows"] if r["file"].endswith("silent.wav")]
     assert silent and silent[0]["methods"]["pghi"]["pesq"] is None
+
+
+def test_eval_notes_what_reading_changed(eval_dir, tmp_path):
+    """A stereo file at another rate is mixed down and resampled to the STFT's rate, as before,
+    and now says so: one note line per kind (with its count), the row's notes in the JSON."""
+    from scipy.signal import resample_poly
+
+    root, _ = eval_dir
+    x, sr = sf.read(next((root / "spk").glob("*.flac")), dtype="float32")
+    y = resample_poly(x, 441, 320).astype(np.float32)
+    sf.write(root / "spk" / "st.wav", np.stack([y, 0.5 * y], axis=1), 22050)
+    out = tmp_path / "e.json"
+    r = CliRunner().invoke(app, ["eval", str(root), "--methods", "pghi", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "note: 1 file(s): 2 channels mixed down to mono" in r.stderr
+    assert "note: 1 file(s): resampled 22050 Hz -> 16000 Hz" in r.stderr
+    rows = {Path(row["file"]).name: row for row in json.loads(out.read_text())["rows"]}
+    assert rows["st.wav"]["notes"] == ["2 channels mixed down to mono",
+                                       "resampled 22050 Hz -> 16000 Hz"]
+    assert all(row["notes"] == [] for name, row in rows.items() if name != "st.wav")

@@ -62,6 +62,12 @@ def eval_cmd(
             result = evaluate(data, options, lambda row: progress.advance(task))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+    notes: dict[str, int] = {}
+    for row in result["rows"]:
+        for note in row.get("notes", []):
+            notes[note] = notes.get(note, 0) + 1
+    for note, count in notes.items():
+        err.print(f"[cyan]note:[/] {count} file(s): {escape(note)}", highlight=False)
     st = options.cfg
     table = Table(title=f"{result['files']} files, {result['audio_seconds'] / 60:.1f} min of "
                         f"audio from {data}; STFT {st.sample_rate} Hz, {st.window} "
