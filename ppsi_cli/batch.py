@@ -598,10 +598,10 @@ def make_spectrograms(src: Path, out_dir: Path, fmt: str = "npz", force: bool = 
                                                  if v is not None]
     keeps = (f"a .{fmt} file keeps no settings: invert it with {' '.join(given)} (an .npz "
              "keeps them)") if fmt != "npz" and given else None
+    one_file = named_output(src, out_dir) == fmt
     results = []
     for f in files:
-        dst = (out_dir if named_output(src, out_dir) == fmt
-               else out_dir / f.relative_to(base).with_suffix("." + fmt))
+        dst = out_dir if one_file else out_dir / f.relative_to(base).with_suffix("." + fmt)
         try:
             if dst.exists() and not force:
                 raise InputError("output exists (use --force to overwrite)")

@@ -206,8 +206,8 @@ def shipped_weights(variant: str = "online", stft: StftConfig | None = None,
     path = weights_dir() / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"shipped weights {entry.file} missing from {weights_dir()}; "
-                                "reinstall ppsi or pass weights of your own (--weights FILE, weights= in "
-                                "the API)")
+                                "reinstall ppsi or pass weights of your own (--weights FILE, "
+                                "weights= in the API)")
     found = sha256(path)
     if found != entry.sha256:
         raise ValueError(f"shipped weights {path} fail their SHA-256 check (found {found[:12]}…, "

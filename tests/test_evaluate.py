@@ -89,7 +89,8 @@ def test_eval_goes_on_past_unreadable_files(eval_dir, tmp_path):
     assert r.exit_code == 1, r.output
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("failed")]
     assert len(lines) == 2 and "Traceback" not in r.output
-    assert "broken.wav: unreadable" in lines[0] and "short.wav: too short (228 samples at 16000 Hz" in lines[1]
+    assert "broken.wav: unreadable" in lines[0]
+    assert "short.wav: too short (228 samples at 16000 Hz" in lines[1]
     res = json.loads(out.read_text())
     assert res["files"] == 2 and res["summary"]["pghi"]["pesq"]["n"] == 2
     assert [f["file"].rsplit("/", 1)[-1] for f in res["failed"]] == ["broken.wav", "short.wav"]

@@ -122,8 +122,8 @@ def invert_table(rows: list[dict]) -> Table:
     notes = [f"{first.get('audio_seconds', 0):.1f} s of speech per file, {first.get('device')}"
              + ("" if cuda else f", {first.get('threads')} thread(s)")
              + (f", streamed {first['chunk_frames']} frame(s) per push, "
-                f"{first.get('push_audio_ms', 0):g} ms of audio each (a real-time caller's deadline "
-                "per push); ms per push over every timed push" if first.get("chunk_frames")
+                f"{first.get('push_audio_ms', 0):g} ms of audio each (a real-time caller's "
+                "deadline per push); ms per push over every timed push" if first.get("chunk_frames")
                 else "")
              + "; s per audio s: lower is better."]
     cnn = {r["method"]: r["cnn_seconds_per_audio_second"] for r in rows

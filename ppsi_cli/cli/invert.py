@@ -75,9 +75,8 @@ def invert(
     try:
         import torch
 
-        from ..batch import (InvertOptions, Summary, find_inputs, named_output, run_batch,
-                             run_sharded)
-        from ..spec_io import SPEC_EXTS
+        from ..batch import (INPUT_EXTS, InvertOptions, Summary, find_inputs, named_output,
+                             run_batch, run_sharded)
         from ..inverter import resolve_device
     except KeyboardInterrupt:
         raise fail("interrupted while starting; no file was touched", code=130) from None
@@ -96,7 +95,7 @@ def invert(
         raise fail(escape(str(exc))) from None
     writable_file("--json", json_file)
     named = named_output(inputs, out_dir)
-    if named in ("flac", "ogg") + tuple(e[1:] for e in SPEC_EXTS):
+    if named != "wav" and f".{named}" in INPUT_EXTS:
         raise fail(f"-o {escape(str(out_dir))}: invert writes WAV files; name the output .wav or "
                    "give a folder")
     if stft.get("center") is False and not quiet:
@@ -181,17 +180,18 @@ def spec(
     options say otherwise), or with --mel its mel spectrograms; .npz files carry every setting
     as metadata."""
     from ..batch import make_spectrograms, named_output
+    from ..io import AUDIO_EXTS
+    from ..spec_io import SPEC_EXTS
 
+    formats = tuple(e[1:] for e in SPEC_EXTS)
     named = named_output(inputs, out_dir)
-    if named in ("wav", "flac", "ogg"):
+    if f".{named}" in AUDIO_EXTS:
         raise fail(f"-o {escape(str(out_dir))}: spec writes spectrogram files; name the output "
                    ".npz, .npy or .pt, or give a folder")
-    fmt = fmt.lower() if fmt else fmt
-    if fmt is None:
-        fmt = named if named in ("npz", "npy", "pt") else "npz"
-    if fmt not in ("npz", "npy", "pt"):
+    fmt = fmt.lower() if fmt else (named if named in formats else "npz")
+    if fmt not in formats:
         raise fail(f"--format must be npz, npy or pt, got {fmt!r}")
-    if named in ("npz", "npy", "pt") and named != fmt:
+    if named in formats and named != fmt:
         raise fail(f"--format {fmt} but -o {escape(str(out_dir))} names a .{named} file")
     try:
         results = make_spectrograms(inputs, out_dir, fmt, force, stft, mel)
